@@ -1,0 +1,138 @@
+// Command vggo trains, evaluates and runs VGG-family classifiers and segmentation models.
+//
+// Run "vggo help" for the list of commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand, in the manner of cmd/go.
+type command struct {
+	name  string
+	usage string // arguments after the name
+	short string
+	long  string // description and examples for "vggo CMD -h"
+	run   func(ctx context.Context, env *env, args []string) error
+}
+
+// env is what a command may touch: its output streams. Nothing global.
+type env struct {
+	stdout, stderr io.Writer
+}
+
+// usageError makes run exit with status 2 after printing the command's usage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+func commands() []*command {
+	return []*command{
+		summaryCmd(),
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one vggo invocation and returns the process exit status: 0 on success, 1
+// on failure, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	e := &env{stdout: stdout, stderr: stderr}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		if len(args) > 1 {
+			if c := find(args[1]); c != nil {
+				printCommandHelp(stdout, c)
+				return 0
+			}
+			fmt.Fprintf(stderr, "vggo help: unknown command %q\n", args[1])
+			return 2
+		}
+		printHelp(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c := find(args[0])
+	if c == nil {
+		fmt.Fprintf(stderr, "vggo: unknown command %q\nRun 'vggo help' for usage.\n", args[0])
+		return 2
+	}
+	err := c.run(ctx, e, args[1:])
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "vggo %s: %s\nusage: vggo %s %s\nRun 'vggo %s -h' for details.\n", c.name, ue.msg, c.name, c.usage, c.name)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "vggo %s: %v\n", c.name, err)
+		return 1
+	}
+}
+
+func find(name string) *command {
+	for _, c := range commands() {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func printHelp(w io.Writer) {
+	fmt.Fprintln(w, "vggo trains and runs VGG-family classifiers and segmentation models in pure Go.")
+	fmt.Fprintln(w, "\nUsage:\n\n\tvggo <command> [arguments]\n\nThe commands are:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "\t%-10s %s\n", c.name, c.short)
+	}
+	fmt.Fprintln(w, "\nUse \"vggo <command> -h\" for more information about a command.")
+}
+
+func printCommandHelp(w io.Writer, c *command) {
+	fmt.Fprintf(w, "usage: vggo %s %s\n\n%s\n", c.name, c.usage, strings.TrimSpace(c.long))
+}
+
+// newFlags returns a flag set whose -h prints the command's help and flag list to stdout.
+func newFlags(e *env, c *command) *flag.FlagSet {
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parseFlags parses args, turning flag errors into usage errors and -h into help.
+func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printCommandHelp(e.stdout, c)
+			fmt.Fprintln(e.stdout, "\nFlags:")
+			fs.SetOutput(e.stdout)
+			fs.PrintDefaults()
+			return flag.ErrHelp
+		}
+		return usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}

@@ -1,0 +1,58 @@
+package graphs
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/graphs/ops"
+)
+
+// Graph is a model built for one input shape and mode.
+type Graph struct {
+	G      *G.ExprGraph
+	Mode   Mode
+	Batch  int
+	H, W   int
+	Input  *G.Node       // (Batch, 3, H, W); its value is InputT
+	InputT *tensor.Dense // write the batch into InputT's backing before running
+	Logits *G.Node       // (Batch, classes) or (Batch, classes, H, W)
+	Params []*G.Node     // trainable parameter nodes, in the order of Model.Trainable()
+}
+
+// Build makes the model's expression graph for batch images of h×w pixels. Classifiers
+// accept only their configured input size (it fixes the first fully connected layer);
+// segmentation models accept any size that is a multiple of their stride.
+func (m *Model) Build(batch, h, w int, mode Mode) (*Graph, error) {
+	if batch < 1 {
+		return nil, fmt.Errorf("graphs: %s: batch %d < 1", m.Config.Arch, batch)
+	}
+	if err := m.Info.CheckInput(h, w); err != nil {
+		return nil, err
+	}
+	if m.Info.Task == Classification && (h != m.Config.InputH || w != m.Config.InputW) {
+		return nil, fmt.Errorf("graphs: %s: built for %dx%d inputs, got %dx%d (the first fully connected layer fixes the size)",
+			m.Config.Arch, m.Config.InputH, m.Config.InputW, h, w)
+	}
+	g := G.NewGraph()
+	n := &net{cfg: m.Config, g: g, m: m, mode: mode, nodes: map[string]*G.Node{}, argmax: map[string]*ops.Argmax{}}
+	in := n.input(batch, h, w)
+	out := m.Info.build(n, in)
+	if n.err != nil {
+		return nil, n.err
+	}
+	gr := &Graph{G: g, Mode: mode, Batch: batch, H: h, W: w, Input: in.node, Logits: out.node}
+	gr.InputT = tensor.New(tensor.WithShape(batch, 3, h, w), tensor.Of(tensor.Float32))
+	if err := G.Let(in.node, gr.InputT); err != nil {
+		return nil, fmt.Errorf("graphs: bind input: %w", err)
+	}
+	for _, p := range m.Trainable() {
+		node := n.nodes[p.Name]
+		if node == nil {
+			return nil, fmt.Errorf("graphs: %s: parameter %s not used by the graph", m.Config.Arch, p.Name)
+		}
+		gr.Params = append(gr.Params, node)
+	}
+	return gr, nil
+}

@@ -1,0 +1,323 @@
+package graphs
+
+import (
+	"fmt"
+	"strings"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/graphs/ops"
+)
+
+// act is an activation flowing through the builder: its shape always, its node when a
+// graph is being built.
+type act struct {
+	node  *G.Node
+	shape []int // NCHW, or (N, features) after Flatten
+}
+
+type paramSpec struct {
+	name      string
+	shape     []int
+	trainable bool
+	noDecay   bool
+	init      initKind
+	fan       int
+}
+
+// Row is one line of a model summary.
+type Row struct {
+	Layer  string // Keras-like display name (block1_conv1)
+	Module string // PyTorch module path (features.0); empty for parameter-free glue
+	Type   string
+	Shape  []int // output shape; Shape[0] is the batch
+	Params int   // Keras count: batch norm counts its running statistics too
+}
+
+// net is the layer vocabulary. The zoo's builders call its methods top to bottom like a
+// Keras functional model. Without a graph it only infers shapes and collects parameter
+// specs and summary rows (nothing is allocated); with a graph it also makes nodes over the
+// model's parameter tensors. The first error sticks and turns later calls into no-ops, so
+// the zoo reads as a plain list of layers.
+type net struct {
+	cfg Config
+
+	// build mode (g != nil)
+	g      *G.ExprGraph
+	m      *Model
+	mode   Mode
+	nodes  map[string]*G.Node // parameter nodes by name
+	argmax map[string]*ops.Argmax
+
+	params     []paramSpec
+	bnLayers   []string
+	dropLayers []string
+	rows       []Row
+	err        error
+}
+
+func (n *net) fail(format string, args ...any) {
+	if n.err == nil {
+		n.err = fmt.Errorf("graphs: "+n.cfg.Arch+": "+format, args...)
+	}
+}
+
+func (n *net) wrap(layer string, err error) bool {
+	if err != nil && n.err == nil {
+		n.err = fmt.Errorf("graphs: %s: %s: %w", n.cfg.Arch, layer, err)
+	}
+	return n.err != nil
+}
+
+func (n *net) row(layer, module, typ string, shape []int, params int) {
+	n.rows = append(n.rows, Row{Layer: layer, Module: module, Type: typ, Shape: append([]int(nil), shape...), Params: params})
+}
+
+// param declares (spec mode) or fetches (build mode) a parameter or buffer.
+func (n *net) param(ps paramSpec) *G.Node {
+	n.params = append(n.params, ps)
+	if n.g == nil || !ps.trainable {
+		return nil // spec mode; buffers live in the batch-norm state, not in the graph
+	}
+	p := n.m.byName[ps.name]
+	if p == nil || !equalShape(p.Shape, ps.shape) {
+		n.fail("parameter %s missing or reshaped", ps.name)
+		return nil
+	}
+	node := G.NewTensor(n.g, tensor.Float32, len(ps.shape), G.WithShape(ps.shape...), G.WithValue(p.T), G.WithName(ps.name))
+	n.nodes[ps.name] = node
+	return node
+}
+
+func (n *net) input(batch, h, w int) act {
+	x := act{shape: []int{batch, 3, h, w}}
+	if n.g != nil {
+		x.node = G.NewTensor(n.g, tensor.Float32, 4, G.WithShape(batch, 3, h, w), G.WithName("input"))
+	}
+	n.row("input", "", "Input", x.shape, 0)
+	return x
+}
+
+// conv is a 2-D convolution with bias; pad nil means TensorFlow 'same'.
+func (n *net) conv(x act, module, layer string, cout, k, stride int, pad *ops.Padding) act {
+	if n.err != nil {
+		return x
+	}
+	if len(x.shape) != 4 {
+		n.fail("%s: conv needs a 4-D input, got %v", layer, x.shape)
+		return x
+	}
+	cin, h, w := x.shape[1], x.shape[2], x.shape[3]
+	p := ops.SamePadding(h, w, k, k, stride, stride)
+	if pad != nil {
+		p = *pad
+	}
+	ho := ops.ConvOutSize(h, k, stride, p.Top, p.Bottom)
+	wo := ops.ConvOutSize(w, k, stride, p.Left, p.Right)
+	if ho < 1 || wo < 1 {
+		n.fail("%s: input %dx%d too small for a %dx%d/%d convolution", layer, h, w, k, k, stride)
+		return x
+	}
+	wn := n.param(paramSpec{name: module + ".weight", shape: []int{cout, cin, k, k}, trainable: true, init: initKaiming, fan: cout * k * k})
+	bn := n.param(paramSpec{name: module + ".bias", shape: []int{cout}, trainable: true, noDecay: true, init: initZero})
+	y := act{shape: []int{x.shape[0], cout, ho, wo}}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Conv2D(x.node, wn, bn, ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p})
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, module, "Conv2D", y.shape, cout*cin*k*k+cout)
+	return y
+}
+
+func (n *net) batchNorm(x act, module, layer string) act {
+	if n.err != nil {
+		return x
+	}
+	c := x.shape[1]
+	gamma := n.param(paramSpec{name: module + ".weight", shape: []int{c}, trainable: true, noDecay: true, init: initOne})
+	beta := n.param(paramSpec{name: module + ".bias", shape: []int{c}, trainable: true, noDecay: true, init: initZero})
+	n.param(paramSpec{name: module + ".running_mean", shape: []int{c}, init: initZero})
+	n.param(paramSpec{name: module + ".running_var", shape: []int{c}, init: initOne})
+	n.bnLayers = append(n.bnLayers, module)
+	y := act{shape: x.shape}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.BatchNorm2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, module, "BatchNorm", y.shape, 4*c)
+	return y
+}
+
+func (n *net) relu(x act, layer string) act {
+	if n.err != nil {
+		return x
+	}
+	y := act{shape: x.shape}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.ReLU(x.node)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, "", "ReLU", y.shape, 0)
+	return y
+}
+
+// maxPool pools k×k with stride s (no padding, floor). With key != "" it keeps the
+// argmax indices under that key for a later unpool.
+func (n *net) maxPool(x act, layer string, k, s int, key string) act {
+	if n.err != nil {
+		return x
+	}
+	h, w := x.shape[2], x.shape[3]
+	ho, wo := (h-k)/s+1, (w-k)/s+1
+	if h < k || w < k {
+		n.fail("%s: input %dx%d too small for %dx%d pooling", layer, h, w, k, k)
+		return x
+	}
+	y := act{shape: []int{x.shape[0], x.shape[1], ho, wo}}
+	if n.g != nil {
+		var idx *ops.Argmax
+		if key != "" {
+			idx = ops.NewArgmax(layer)
+			n.argmax[key] = idx
+		}
+		var err error
+		y.node, err = ops.MaxPool2D(x.node, ops.PoolConfig{KH: k, KW: k, StrideH: s, StrideW: s}, idx)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, "", "MaxPool2D", y.shape, 0)
+	return y
+}
+
+// unpool reverses the pooling recorded under key back to h×w.
+func (n *net) unpool(x act, layer, key string, h, w int) act {
+	if n.err != nil {
+		return x
+	}
+	y := act{shape: []int{x.shape[0], x.shape[1], h, w}}
+	if n.g != nil {
+		idx := n.argmax[key]
+		if idx == nil {
+			n.fail("%s: no pooling indices recorded under %q", layer, key)
+			return x
+		}
+		var err error
+		y.node, err = ops.MaxUnpool2D(x.node, idx, h, w)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, "", "MaxUnpool2D", y.shape, 0)
+	return y
+}
+
+func (n *net) upsample(x act, layer string) act {
+	if n.err != nil {
+		return x
+	}
+	y := act{shape: []int{x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]}}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Upsample2D(x.node, 2)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, "", "UpSampling2D", y.shape, 0)
+	return y
+}
+
+func (n *net) concat(layer string, a, b act) act {
+	if n.err != nil {
+		return a
+	}
+	if a.shape[0] != b.shape[0] || a.shape[2] != b.shape[2] || a.shape[3] != b.shape[3] {
+		n.fail("%s: cannot concatenate %v and %v", layer, a.shape, b.shape)
+		return a
+	}
+	y := act{shape: []int{a.shape[0], a.shape[1] + b.shape[1], a.shape[2], a.shape[3]}}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Concat(a.node, b.node)
+		if n.wrap(layer, err) {
+			return a
+		}
+	}
+	n.row(layer, "", "Concatenate", y.shape, 0)
+	return y
+}
+
+func (n *net) flatten(x act, layer string) act {
+	if n.err != nil {
+		return x
+	}
+	y := act{shape: []int{x.shape[0], prod(x.shape[1:])}}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Flatten(x.node)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, "", "Flatten", y.shape, 0)
+	return y
+}
+
+func (n *net) linear(x act, module, layer string, out int) act {
+	if n.err != nil {
+		return x
+	}
+	in := x.shape[1]
+	wn := n.param(paramSpec{name: module + ".weight", shape: []int{out, in}, trainable: true, init: initLinear})
+	bn := n.param(paramSpec{name: module + ".bias", shape: []int{out}, trainable: true, noDecay: true, init: initZero})
+	y := act{shape: []int{x.shape[0], out}}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Linear(x.node, wn, bn)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, module, "Dense", y.shape, out*in+out)
+	return y
+}
+
+func (n *net) dropout(x act, module, layer string) act {
+	if n.err != nil || n.cfg.Dropout == 0 {
+		return x
+	}
+	n.dropLayers = append(n.dropLayers, module)
+	y := act{shape: x.shape}
+	if n.g != nil {
+		var err error
+		y.node, err = ops.Dropout(x.node, n.cfg.Dropout, n.m.drop[module], n.mode == Train)
+		if n.wrap(layer, err) {
+			return x
+		}
+	}
+	n.row(layer, module, fmt.Sprintf("Dropout(%g)", n.cfg.Dropout), y.shape, 0)
+	return y
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
