@@ -118,7 +118,7 @@ func TestNamesFollowPyTorch(t *testing.T) {
 		{Config{Arch: "vgg16", Mult: 0.125}, []string{"features.0.weight", "features.28.bias", "classifier.0.weight", "classifier.6.bias"}},
 		{Config{Arch: "vgg16-bn", Mult: 0.125}, []string{"features.1.running_var", "features.41.bias", "classifier.3.weight"}},
 		{Config{Arch: "vgg16-segnet", Mult: 0.125}, []string{"encoder.0.weight", "encoder.1.running_mean", "encoder.41.weight",
-			"decoder.1.weight", "decoder.2.running_var", "decoder.44.weight", "decoder.45.running_var"}},
+			"decoder.1.weight", "decoder.2.running_var", "decoder.41.weight", "decoder.42.running_var"}},
 		{Config{Arch: "vgg19-unet", Mult: 0.125}, []string{"b1.0.weight", "b1.2.bias", "b5.6.weight", "u4.0.weight", "u1.2.bias", "head.weight"}},
 		{Config{Arch: "alexnet", Mult: 0.125}, []string{"conv1.weight", "conv5.bias", "classifier.6.weight"}},
 	}

@@ -2,7 +2,6 @@ package graphs
 
 import (
 	"fmt"
-	"strings"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"

@@ -1,45 +1,173 @@
 // Package gemm is vggo's single matrix-multiplication entry point: every convolution and
 // fully connected layer calls Sgemm, so the kernels behind it can change without touching the ops.
+//
+// Sgemm is a GotoBLAS/BLIS-style blocked GEMM: op(A) and op(B) are packed (transposition
+// and alpha are handled while packing) into cache-sized blocks, and a register-blocked
+// micro-kernel computes one small tile of C at a time from the packed panels. The
+// micro-kernels are generated Go assembly (gen_kernels.go) for AVX-512 (14×32 tiles) and
+// AVX2+FMA (6×16 tiles), chosen at run time from the CPU's features; a portable Go kernel
+// (4×4 tiles) serves every other CPU and the purego build tag. Large products are split
+// across runtime.GOMAXPROCS(0) goroutines.
+//
+// The kernel can be forced with the VGGO_GEMM environment variable (read once at start-up)
+// or SetKernel: "avx512", "avx2" or "generic".
 package gemm
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+)
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32 matrices, where
 // op(A) is m×k (A is k×m when transA), op(B) is k×n (B is n×k when transB) and C is m×n.
 // lda, ldb and ldc are the row strides of A, B and C. When beta is 0, C is overwritten
-// without being read (NaNs in C do not propagate).
-//
-// This is the portable reference implementation; faster kernels replace it behind the
-// same signature.
+// without being read (NaNs in C do not propagate). When alpha is 0 or k is 0, A and B are
+// not read.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	if m == 0 || n == 0 {
+	if m <= 0 || n <= 0 {
 		return
 	}
+	checkArgs(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if beta == 0 {
+		beta = 0 // turn -0 into +0: the kernels test beta's bits to skip reading C
+	}
+	if k <= 0 || alpha == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	impl := current.Load()
+	p := problem{
+		transA: transA, transB: transB,
+		m: m, n: n, k: k,
+		alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	run(impl, &p)
+}
+
+// checkArgs panics with a clear message when a matrix is too short for its shape and
+// stride, instead of letting a kernel read or write out of bounds.
+func checkArgs(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	ar, ac := m, k
+	if transA {
+		ar, ac = k, m
+	}
+	br, bc := k, n
+	if transB {
+		br, bc = n, k
+	}
+	check := func(name string, s []float32, rows, cols, ld int) {
+		if rows == 0 || cols == 0 {
+			return
+		}
+		if ld < cols {
+			panic(fmt.Sprintf("gemm: ld%s = %d < %d columns", name, ld, cols))
+		}
+		if need := (rows-1)*ld + cols; len(s) < need {
+			panic(fmt.Sprintf("gemm: len(%s) = %d < %d for a %d×%d matrix with ld %d", name, len(s), need, rows, cols, ld))
+		}
+	}
+	if k > 0 {
+		check("a", a, ar, ac, lda)
+		check("b", b, br, bc, ldb)
+	}
+	check("c", c, m, n, ldc)
+}
+
+// scaleC sets C = beta*C (C = 0 when beta is 0, without reading C).
+func scaleC(m, n int, beta float32, c []float32, ldc int) {
 	for i := 0; i < m; i++ {
 		ci := c[i*ldc : i*ldc+n]
-		if beta == 0 {
+		switch beta {
+		case 0:
 			clear(ci)
-		} else if beta != 1 {
+		case 1:
+		default:
 			for j := range ci {
 				ci[j] *= beta
 			}
 		}
-		for p := 0; p < k; p++ {
-			var av float32
-			if transA {
-				av = a[p*lda+i]
-			} else {
-				av = a[i*lda+p]
-			}
-			av *= alpha
-			if transB {
-				for j := range ci {
-					ci[j] += av * b[j*ldb+p]
-				}
-			} else {
-				bp := b[p*ldb : p*ldb+n]
-				for j, bv := range bp {
-					ci[j] += av * bv
-				}
-			}
+	}
+}
+
+// problem is one Sgemm call.
+type problem struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+}
+
+// microKernel computes one tile of C from packed panels; see gen_kernels.go.
+type microKernel func(a, b, c *float32, kc, ldc int, beta float32)
+
+// impl is one kernel family with its tile and cache-block sizes.
+type impl struct {
+	name  string
+	mr    int // rows of the largest tile (A values broadcast per k step)
+	lanes int // float32 lanes per vector
+	nv    int // vectors per tile row: nr = nv*lanes
+	kc    int // k block: an mr×kc A micro-panel stays in L1
+	nc    int // n block: a kc×nc packed B block stays in L2
+	mc    int // m block: an mc×kc packed A block (L2/L3)
+	// kern[mr][nv] computes an mr×(nv*lanes) tile, 1 <= mr <= this.mr, 1 <= nv <= this.nv.
+	kern [][]microKernel
+	// flopsPerCycle is a rough per-core throughput used to weigh packing against compute
+	// when splitting work across threads.
+	flopsPerCycle float64
+}
+
+func (k *impl) nr() int { return k.nv * k.lanes }
+
+var (
+	impls   = map[string]*impl{}
+	order   []string // fastest first, only those this CPU supports
+	current atomic.Pointer[impl]
+)
+
+func register(k *impl) {
+	impls[k.name] = k
+	order = append(order, k.name)
+}
+
+func init() {
+	registerArch()
+	register(genericImpl)
+	current.Store(impls[order[0]])
+	if env := strings.TrimSpace(os.Getenv("VGGO_GEMM")); env != "" {
+		if err := SetKernel(env); err != nil {
+			fmt.Fprintf(os.Stderr, "vggo: VGGO_GEMM: %v; using %s\n", err, Kernel())
 		}
 	}
+}
+
+// Kernel reports the micro-kernel family Sgemm uses: "avx512", "avx2" or "generic".
+func Kernel() string { return current.Load().name }
+
+// Kernels lists the kernel families this CPU (and build) supports, fastest first.
+func Kernels() []string { return append([]string(nil), order...) }
+
+// SetKernel forces a kernel family ("avx512", "avx2", "generic"; "" or "auto" picks the
+// fastest this CPU supports). It fails, leaving the kernel unchanged, when the family is
+// unknown or not supported here. It is safe to call concurrently with Sgemm; calls already
+// running finish with the kernel they started with.
+func SetKernel(name string) error {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name == "" || name == "auto" {
+		current.Store(impls[order[0]])
+		return nil
+	}
+	k, ok := impls[name]
+	if !ok {
+		return fmt.Errorf("gemm kernel %q is not available on this CPU (have %s)", name, strings.Join(order, ", "))
+	}
+	current.Store(k)
+	return nil
 }

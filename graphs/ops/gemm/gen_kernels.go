@@ -53,11 +53,11 @@ func main() {
 				fmt.Fprintf(&g, "//go:noescape\nfunc %s(a, b, c *float32, kc, ldc int, beta float32)\n\n", name)
 			}
 		}
-		fmt.Fprintf(&g, "var %sKernels = [%d][%d]microKernel{\n", k.name, k.mr+1, k.nv+1)
+		fmt.Fprintf(&g, "// %sKernels[mr][nv] computes an mr×(nv·%d) tile.\nvar %sKernels = [][]microKernel{\n\t0: nil,\n", k.name, k.lanes, k.name)
 		for mr := 1; mr <= k.mr; mr++ {
-			fmt.Fprintf(&g, "\t%d: {", mr)
+			fmt.Fprintf(&g, "\t%d: {nil, ", mr)
 			for nv := 1; nv <= k.nv; nv++ {
-				fmt.Fprintf(&g, "%d: sgemm_%s_%dx%d, ", nv, k.name, mr, nv)
+				fmt.Fprintf(&g, "sgemm_%s_%dx%d, ", k.name, mr, nv)
 			}
 			fmt.Fprintf(&g, "},\n")
 		}

@@ -88,21 +88,23 @@ func sgemm_avx512_14x1(a, b, c *float32, kc, ldc int, beta float32)
 //go:noescape
 func sgemm_avx512_14x2(a, b, c *float32, kc, ldc int, beta float32)
 
-var avx512Kernels = [15][3]microKernel{
-	1:  {1: sgemm_avx512_1x1, 2: sgemm_avx512_1x2},
-	2:  {1: sgemm_avx512_2x1, 2: sgemm_avx512_2x2},
-	3:  {1: sgemm_avx512_3x1, 2: sgemm_avx512_3x2},
-	4:  {1: sgemm_avx512_4x1, 2: sgemm_avx512_4x2},
-	5:  {1: sgemm_avx512_5x1, 2: sgemm_avx512_5x2},
-	6:  {1: sgemm_avx512_6x1, 2: sgemm_avx512_6x2},
-	7:  {1: sgemm_avx512_7x1, 2: sgemm_avx512_7x2},
-	8:  {1: sgemm_avx512_8x1, 2: sgemm_avx512_8x2},
-	9:  {1: sgemm_avx512_9x1, 2: sgemm_avx512_9x2},
-	10: {1: sgemm_avx512_10x1, 2: sgemm_avx512_10x2},
-	11: {1: sgemm_avx512_11x1, 2: sgemm_avx512_11x2},
-	12: {1: sgemm_avx512_12x1, 2: sgemm_avx512_12x2},
-	13: {1: sgemm_avx512_13x1, 2: sgemm_avx512_13x2},
-	14: {1: sgemm_avx512_14x1, 2: sgemm_avx512_14x2},
+// avx512Kernels[mr][nv] computes an mr×(nv·16) tile.
+var avx512Kernels = [][]microKernel{
+	0:  nil,
+	1:  {nil, sgemm_avx512_1x1, sgemm_avx512_1x2},
+	2:  {nil, sgemm_avx512_2x1, sgemm_avx512_2x2},
+	3:  {nil, sgemm_avx512_3x1, sgemm_avx512_3x2},
+	4:  {nil, sgemm_avx512_4x1, sgemm_avx512_4x2},
+	5:  {nil, sgemm_avx512_5x1, sgemm_avx512_5x2},
+	6:  {nil, sgemm_avx512_6x1, sgemm_avx512_6x2},
+	7:  {nil, sgemm_avx512_7x1, sgemm_avx512_7x2},
+	8:  {nil, sgemm_avx512_8x1, sgemm_avx512_8x2},
+	9:  {nil, sgemm_avx512_9x1, sgemm_avx512_9x2},
+	10: {nil, sgemm_avx512_10x1, sgemm_avx512_10x2},
+	11: {nil, sgemm_avx512_11x1, sgemm_avx512_11x2},
+	12: {nil, sgemm_avx512_12x1, sgemm_avx512_12x2},
+	13: {nil, sgemm_avx512_13x1, sgemm_avx512_13x2},
+	14: {nil, sgemm_avx512_14x1, sgemm_avx512_14x2},
 }
 
 const (
@@ -147,13 +149,15 @@ func sgemm_avx2_6x1(a, b, c *float32, kc, ldc int, beta float32)
 //go:noescape
 func sgemm_avx2_6x2(a, b, c *float32, kc, ldc int, beta float32)
 
-var avx2Kernels = [7][3]microKernel{
-	1: {1: sgemm_avx2_1x1, 2: sgemm_avx2_1x2},
-	2: {1: sgemm_avx2_2x1, 2: sgemm_avx2_2x2},
-	3: {1: sgemm_avx2_3x1, 2: sgemm_avx2_3x2},
-	4: {1: sgemm_avx2_4x1, 2: sgemm_avx2_4x2},
-	5: {1: sgemm_avx2_5x1, 2: sgemm_avx2_5x2},
-	6: {1: sgemm_avx2_6x1, 2: sgemm_avx2_6x2},
+// avx2Kernels[mr][nv] computes an mr×(nv·8) tile.
+var avx2Kernels = [][]microKernel{
+	0: nil,
+	1: {nil, sgemm_avx2_1x1, sgemm_avx2_1x2},
+	2: {nil, sgemm_avx2_2x1, sgemm_avx2_2x2},
+	3: {nil, sgemm_avx2_3x1, sgemm_avx2_3x2},
+	4: {nil, sgemm_avx2_4x1, sgemm_avx2_4x2},
+	5: {nil, sgemm_avx2_5x1, sgemm_avx2_5x2},
+	6: {nil, sgemm_avx2_6x1, sgemm_avx2_6x2},
 }
 
 const (

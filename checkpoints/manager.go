@@ -1,0 +1,189 @@
+package checkpoints
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// File names inside a run directory.
+const (
+	LastName = "last.safetensors"
+	BestName = "best.safetensors"
+)
+
+// numberedRE matches the names NumberedName makes (wider numbers included).
+var numberedRE = regexp.MustCompile(`^ckpt-epoch([0-9]+)-step([0-9]+)\.safetensors$`)
+
+// NumberedName is the file name of the periodic checkpoint taken at an epoch and a
+// global step: ckpt-epoch0003-step000120.safetensors.
+func NumberedName(epoch, step int) string {
+	return fmt.Sprintf("ckpt-epoch%04d-step%06d.safetensors", epoch, step)
+}
+
+// Numbered is a periodic checkpoint found in a run directory.
+type Numbered struct {
+	Path        string
+	Epoch, Step int
+}
+
+// Manager writes a run directory's checkpoints: last.safetensors, best.safetensors,
+// and numbered ones of which it keeps the newest Keep (by epoch, then step). It never
+// deletes last or best, nor files it did not name. It assumes it is the only writer of
+// the directory; its methods are safe for concurrent use.
+type Manager struct {
+	dir  string
+	keep int
+	mu   sync.Mutex
+}
+
+// NewManager creates dir if needed and returns a Manager that keeps the newest keep
+// numbered checkpoints (keep <= 0 keeps them all). It removes temporary files that an
+// interrupted Save left in dir.
+func NewManager(dir string, keep int) (*Manager, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoints: run directory: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: run directory: %w", err)
+	}
+	for _, e := range ents {
+		if isTempName(e.Name()) && e.Type().IsRegular() {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				return nil, fmt.Errorf("checkpoints: removing a stale temporary file: %w", err)
+			}
+		}
+	}
+	return &Manager{dir: dir, keep: keep}, nil
+}
+
+// isTempName reports whether name is one of Save's temporary files for a .safetensors
+// target.
+func isTempName(name string) bool {
+	i := strings.LastIndex(name, ".safetensors.tmp-")
+	return strings.HasPrefix(name, ".") && i > 0
+}
+
+// Dir is the run directory.
+func (m *Manager) Dir() string { return m.dir }
+
+// LastPath and BestPath are the paths of last.safetensors and best.safetensors.
+func (m *Manager) LastPath() string { return filepath.Join(m.dir, LastName) }
+func (m *Manager) BestPath() string { return filepath.Join(m.dir, BestName) }
+
+// SaveLast atomically replaces last.safetensors with f.
+func (m *Manager) SaveLast(f *File) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Save(m.LastPath(), f)
+}
+
+// SaveBest atomically replaces best.safetensors with f.
+func (m *Manager) SaveBest(f *File) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return Save(m.BestPath(), f)
+}
+
+// SaveNumbered writes f as NumberedName(epoch, step), then deletes the oldest
+// numbered checkpoints beyond Keep. It returns the new file's path.
+func (m *Manager) SaveNumbered(f *File, epoch, step int) (string, error) {
+	if epoch < 0 || step < 0 {
+		return "", fmt.Errorf("checkpoints: numbered checkpoint with negative epoch %d or step %d", epoch, step)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	path := filepath.Join(m.dir, NumberedName(epoch, step))
+	if err := Save(path, f); err != nil {
+		return "", err
+	}
+	return path, m.prune()
+}
+
+// Prune deletes the oldest numbered checkpoints beyond Keep.
+func (m *Manager) Prune() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.prune()
+}
+
+func (m *Manager) prune() error {
+	if m.keep <= 0 {
+		return nil
+	}
+	list, err := m.numbered()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range list[:max(len(list)-m.keep, 0)] {
+		if err := os.Remove(n.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("checkpoints: pruning old checkpoints: %w", err)
+	}
+	return nil
+}
+
+// List returns the numbered checkpoints in the directory, oldest first.
+func (m *Manager) List() ([]Numbered, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.numbered()
+}
+
+func (m *Manager) numbered() ([]Numbered, error) {
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: listing checkpoints: %w", err)
+	}
+	var list []Numbered
+	for _, e := range ents {
+		sm := numberedRE.FindStringSubmatch(e.Name())
+		if sm == nil || !e.Type().IsRegular() {
+			continue
+		}
+		epoch, err1 := strconv.Atoi(sm[1])
+		step, err2 := strconv.Atoi(sm[2])
+		if err1 != nil || err2 != nil {
+			continue // a number too large for int: not ours
+		}
+		list = append(list, Numbered{Path: filepath.Join(m.dir, e.Name()), Epoch: epoch, Step: step})
+	}
+	slices.SortFunc(list, func(a, b Numbered) int {
+		if a.Epoch != b.Epoch {
+			return a.Epoch - b.Epoch
+		}
+		return a.Step - b.Step
+	})
+	return list, nil
+}
+
+// Latest returns the checkpoint to resume from: last.safetensors if it exists, else
+// the newest numbered checkpoint. ok is false when the directory holds neither.
+func (m *Manager) Latest() (path string, ok bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, err := os.Stat(m.LastPath())
+	switch {
+	case err == nil && st.Mode().IsRegular():
+		return m.LastPath(), true, nil
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return "", false, fmt.Errorf("checkpoints: %w", err)
+	}
+	list, err := m.numbered()
+	if err != nil || len(list) == 0 {
+		return "", false, err
+	}
+	return list[len(list)-1].Path, true, nil
+}

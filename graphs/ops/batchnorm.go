@@ -1,0 +1,438 @@
+package ops
+
+import (
+	"fmt"
+	"hash"
+	"math"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// BatchNormState holds one batch norm layer's buffers and settings (PyTorch's
+// nn.BatchNorm2d). Share it between the training and the evaluation graph of a model.
+//
+// RunningMean and RunningVar are read by every evaluation-mode run and updated in place by
+// every training-mode run: running = (1-Momentum)*running + Momentum*batch, with the
+// unbiased batch variance (n = N*H*W, divided by n-1) as PyTorch does. They may be
+// replaced (e.g. by checkpoint slices) at any time between runs, keeping length C.
+//
+// Momentum and Eps are read when the graph is built. Their zero values mean PyTorch's
+// defaults, 0.1 and 1e-5, so a literal BatchNormState works; a momentum of exactly 0
+// (frozen running statistics) is expressed by building the graph in evaluation mode.
+type BatchNormState struct {
+	Name        string    // layer id: part of the op hash and of error messages
+	RunningMean []float32 // len C
+	RunningVar  []float32 // len C
+	Momentum    float64   // in (0, 1]; 0 means 0.1
+	Eps         float64   // > 0; 0 means 1e-5
+}
+
+// NewBatchNormState returns the state of a fresh layer with c channels: running mean 0,
+// running variance 1, momentum 0.1, eps 1e-5.
+func NewBatchNormState(name string, c int) *BatchNormState {
+	st := &BatchNormState{Name: name, RunningMean: make([]float32, c), RunningVar: make([]float32, c), Momentum: 0.1, Eps: 1e-5}
+	for i := range st.RunningVar {
+		st.RunningVar[i] = 1
+	}
+	return st
+}
+
+// BatchNorm2D normalises x (N, C, H, W) per channel and applies the affine map gamma·x̂ +
+// beta, gamma and beta being (C) parameter nodes (PyTorch's weight and bias).
+//
+// In training mode it normalises with the batch mean and biased variance over N, H, W and
+// updates st's running statistics; it needs N*H*W > 1. In evaluation mode it normalises
+// with st's running statistics. The gradients with respect to x, gamma and beta are exact
+// in both modes (in evaluation mode the layer is an affine map of x).
+func BatchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.Node, error) {
+	if err := checkF32Node("batchnorm2d", "x", x, 4); err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return nil, fmt.Errorf("ops: batchnorm2d: nil *BatchNormState")
+	}
+	s := x.Shape()
+	c := s[1]
+	for _, p := range []struct {
+		what string
+		n    *G.Node
+	}{{"gamma", gamma}, {"beta", beta}} {
+		if err := checkF32Node("batchnorm2d "+st.Name, p.what, p.n, -1); err != nil {
+			return nil, err
+		}
+		if ps := p.n.Shape(); p.n.Dims() != 1 || ps.TotalSize() != c {
+			return nil, fmt.Errorf("ops: batchnorm2d %s: %s %s has shape %v, want (%d) for x of shape %v", st.Name, p.what, p.n.Name(), ps, c, s)
+		}
+	}
+	if len(st.RunningMean) != c || len(st.RunningVar) != c {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: running mean/var have lengths %d/%d, want %d for x of shape %v", st.Name, len(st.RunningMean), len(st.RunningVar), c, s)
+	}
+	momentum, eps := st.Momentum, st.Eps
+	if momentum == 0 {
+		momentum = 0.1
+	}
+	if eps == 0 {
+		eps = 1e-5
+	}
+	if !(momentum > 0 && momentum <= 1) {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: momentum %v, want 0 < momentum <= 1", st.Name, momentum)
+	}
+	if !(eps > 0) {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: eps %v, want > 0", st.Name, eps)
+	}
+	if training && s[0]*s[2]*s[3] < 2 {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: x has shape %v: training needs more than one value per channel", st.Name, s)
+	}
+	op := &bnOp{st: st, training: training, momentum: momentum, eps: eps, shape: s}
+	y, err := G.ApplyOp(op, x, gamma, beta)
+	if err != nil {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: %w", st.Name, err)
+	}
+	return y, nil
+}
+
+// bnOp is the forward op; it also owns what its gradient ops share: the statistics the
+// last run normalised with and the gamma/beta gradients of the last backward run.
+type bnOp struct {
+	st            *BatchNormState
+	training      bool
+	momentum, eps float64
+	shape         tensor.Shape // x: (N, C, H, W)
+	buf           ownedBuf
+
+	mean, invstd   []float64 // len C, from the last forward run
+	planeA, planeB []float64 // len N*C scratch: per-plane reductions
+	scale, shift   []float32 // len C scratch: y = x*scale + shift
+	dgamma, dbeta  []float32 // len C, from the last backward run
+}
+
+func (op *bnOp) Arity() int { return 3 }
+func (op *bnOp) Type() hm.Type {
+	return hm.NewFnType(anyTensor(4), anyTensor(1), anyTensor(1), anyTensor(4))
+}
+func (op *bnOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.shape.Clone(), nil }
+func (op *bnOp) ReturnsPtr() bool                               { return false }
+func (op *bnOp) CallsExtern() bool                              { return false }
+func (op *bnOp) OverwritesInput() int                           { return -1 }
+
+// WriteHash covers every setting, the layer name and the state's identity, so two batch
+// norms on the same input never merge unless they share their state.
+func (op *bnOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s@%p", op.String(), op.st) }
+func (op *bnOp) Hashcode() uint32      { return hashOp(op) }
+func (op *bnOp) String() string {
+	return fmt.Sprintf("BatchNorm2D{%q,train=%v,momentum=%v,eps=%v}%v", op.st.Name, op.training, op.momentum, op.eps, op.shape)
+}
+
+func (op *bnOp) dims() (n, c, hw int) { return op.shape[0], op.shape[1], op.shape[2] * op.shape[3] }
+
+func (op *bnOp) alloc() {
+	n, c, _ := op.dims()
+	if op.mean == nil {
+		op.mean, op.invstd = make([]float64, c), make([]float64, c)
+		op.planeA, op.planeB = make([]float64, n*c), make([]float64, n*c)
+		op.scale, op.shift = make([]float32, c), make([]float32, c)
+		op.dgamma, op.dbeta = make([]float32, c), make([]float32, c)
+	}
+}
+
+func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
+	name := "batchnorm2d " + op.st.Name
+	if err := checkArity(name, inputs, 3); err != nil {
+		return nil, err
+	}
+	n, c, hw := op.dims()
+	x, err := f32Value(inputs[0], name, "x", op.shape)
+	if err != nil {
+		return nil, err
+	}
+	gamma, err := f32Value(inputs[1], name, "gamma", tensor.Shape{c})
+	if err != nil {
+		return nil, err
+	}
+	beta, err := f32Value(inputs[2], name, "beta", tensor.Shape{c})
+	if err != nil {
+		return nil, err
+	}
+	rm, rv := op.st.RunningMean, op.st.RunningVar
+	if len(rm) != c || len(rv) != c {
+		return nil, fmt.Errorf("ops: %s: running mean/var have lengths %d/%d, want %d", name, len(rm), len(rv), c)
+	}
+	op.alloc()
+
+	if op.training {
+		// Per plane: its mean and sum of squared deviations (two passes over a plane
+		// that stays in cache), then Chan et al.'s combination per channel.
+		parallelPlanes(n*c, hw, func(lo, hi int) {
+			for p := lo; p < hi; p++ {
+				xp := x[p*hw : (p+1)*hw]
+				pm := sum64(xp) / float64(hw)
+				op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
+			}
+		})
+		cnt := float64(n * hw)
+		m := op.momentum
+		for ch := range c {
+			var mean float64
+			for i := range n {
+				mean += op.planeA[i*c+ch]
+			}
+			mean /= float64(n)
+			var m2 float64
+			for i := range n {
+				d := op.planeA[i*c+ch] - mean
+				m2 += op.planeB[i*c+ch] + float64(hw)*d*d
+			}
+			v := m2 / cnt
+			op.mean[ch], op.invstd[ch] = mean, 1/math.Sqrt(v+op.eps)
+			rm[ch] = float32((1-m)*float64(rm[ch]) + m*mean)
+			rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+		}
+	} else {
+		for ch := range c {
+			op.mean[ch], op.invstd[ch] = float64(rm[ch]), 1/math.Sqrt(float64(rv[ch])+op.eps)
+		}
+	}
+	for ch := range c {
+		a := float64(gamma[ch]) * op.invstd[ch]
+		op.scale[ch], op.shift[ch] = float32(a), float32(float64(beta[ch])-op.mean[ch]*a)
+	}
+
+	t, y := op.buf.get(op.shape)
+	parallelPlanes(n*c, hw, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			a, b := op.scale[p%c], op.shift[p%c]
+			yp := y[p*hw : (p+1)*hw]
+			for i, v := range x[p*hw : (p+1)*hw] {
+				yp[i] = v*a + b
+			}
+		}
+	})
+	return t, nil
+}
+
+func (op *bnOp) DiffWRT(int) []bool { return []bool{true, true, true} }
+
+func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	if len(inputs) != 3 {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: got %d inputs, want 3", op.st.Name, len(inputs))
+	}
+	// dx's op computes all three gradients in one pass; the gamma and beta gradients are
+	// read from op by two small ops that depend on dx. output is an input of the dx op
+	// only to order it after the forward pass, whose statistics it reads.
+	dx, err := G.ApplyOp(&bnDiffOp{fwd: op}, inputs[0], inputs[1], output, grad)
+	if err != nil {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: gradient: %w", op.st.Name, err)
+	}
+	dgamma, err := G.ApplyOp(&bnParamGradOp{fwd: op, beta: false}, dx)
+	if err != nil {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: gamma gradient: %w", op.st.Name, err)
+	}
+	dbeta, err := G.ApplyOp(&bnParamGradOp{fwd: op, beta: true}, dx)
+	if err != nil {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: beta gradient: %w", op.st.Name, err)
+	}
+	return G.Nodes{dx, dgamma, dbeta}, nil
+}
+
+// bnDiffOp computes dx and stashes dgamma, dbeta in its forward op.
+// Inputs: x, gamma, y (ordering only), dy.
+//
+//	dbeta  = Σ dy,  dgamma = Σ dy·x̂,  x̂ = (x-mean)·invstd (sums over N, H, W)
+//	training: dx = gamma·invstd·(dy - dbeta/n - x̂·dgamma/n)
+//	eval:     dx = gamma·invstd·dy
+type bnDiffOp struct {
+	fwd        *bnOp
+	buf        ownedBuf
+	k1, k2, k3 []float32 // len C: dx = k1*dy + k2*(x-mean) + k3
+	mean32     []float32
+}
+
+func (op *bnDiffOp) Arity() int { return 4 }
+func (op *bnDiffOp) Type() hm.Type {
+	return hm.NewFnType(anyTensor(4), anyTensor(1), anyTensor(4), anyTensor(4), anyTensor(4))
+}
+func (op *bnDiffOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.fwd.shape.Clone(), nil }
+func (op *bnDiffOp) ReturnsPtr() bool                               { return false }
+func (op *bnDiffOp) CallsExtern() bool                              { return false }
+func (op *bnDiffOp) OverwritesInput() int                           { return -1 }
+func (op *bnDiffOp) WriteHash(h hash.Hash) {
+	fmt.Fprint(h, "Diff")
+	op.fwd.WriteHash(h)
+}
+func (op *bnDiffOp) Hashcode() uint32 { return hashOp(op) }
+func (op *bnDiffOp) String() string   { return "Diff" + op.fwd.String() }
+
+func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	f := op.fwd
+	name := "batchnorm2d " + f.st.Name + " gradient"
+	if err := checkArity(name, inputs, 4); err != nil {
+		return nil, err
+	}
+	n, c, hw := f.dims()
+	x, err := f32Value(inputs[0], name, "x", f.shape)
+	if err != nil {
+		return nil, err
+	}
+	gamma, err := f32Value(inputs[1], name, "gamma", tensor.Shape{c})
+	if err != nil {
+		return nil, err
+	}
+	dy, err := f32Value(inputs[3], name, "dy", f.shape)
+	if err != nil {
+		return nil, err
+	}
+	if f.mean == nil {
+		return nil, fmt.Errorf("ops: %s: the forward pass has not run", name)
+	}
+	if op.k1 == nil {
+		op.k1, op.k2, op.k3, op.mean32 = make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
+	}
+
+	// Per-plane Σdy and Σdy·(x-mean), then per channel.
+	parallelPlanes(n*c, hw, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], f.mean[p%c])
+		}
+	})
+	cnt := float64(n * hw)
+	for ch := range c {
+		var sdy, sdyx float64
+		for i := range n {
+			sdy += f.planeA[i*c+ch]
+			sdyx += f.planeB[i*c+ch]
+		}
+		is := f.invstd[ch]
+		dbeta, dgamma := sdy, sdyx*is
+		f.dbeta[ch], f.dgamma[ch] = float32(dbeta), float32(dgamma)
+		a := float64(gamma[ch]) * is
+		op.k1[ch], op.mean32[ch] = float32(a), float32(f.mean[ch])
+		if f.training {
+			op.k2[ch] = float32(-a * is * dgamma / cnt)
+			op.k3[ch] = float32(-a * dbeta / cnt)
+		}
+	}
+
+	t, dx := op.buf.get(f.shape)
+	parallelPlanes(n*c, hw, func(lo, hi int) {
+		for p := lo; p < hi; p++ {
+			ch := p % c
+			dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw]
+			k1 := op.k1[ch]
+			if !f.training {
+				for i, g := range dyp {
+					dxp[i] = k1 * g
+				}
+				continue
+			}
+			k2, k3, m := op.k2[ch], op.k3[ch], op.mean32[ch]
+			xp := x[p*hw : (p+1)*hw]
+			for i, g := range dyp {
+				dxp[i] = k1*g + k2*(xp[i]-m) + k3
+			}
+		}
+	})
+	return t, nil
+}
+
+// bnParamGradOp returns the gamma (or beta) gradient that the bnDiffOp it reads (its
+// input, for ordering) stashed in the forward op.
+type bnParamGradOp struct {
+	fwd  *bnOp
+	beta bool
+	buf  ownedBuf
+}
+
+func (op *bnParamGradOp) Arity() int    { return 1 }
+func (op *bnParamGradOp) Type() hm.Type { return hm.NewFnType(anyTensor(4), anyTensor(1)) }
+func (op *bnParamGradOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{op.fwd.shape[1]}, nil
+}
+func (op *bnParamGradOp) ReturnsPtr() bool     { return false }
+func (op *bnParamGradOp) CallsExtern() bool    { return false }
+func (op *bnParamGradOp) OverwritesInput() int { return -1 }
+func (op *bnParamGradOp) WriteHash(h hash.Hash) {
+	fmt.Fprint(h, op.which())
+	op.fwd.WriteHash(h)
+}
+func (op *bnParamGradOp) Hashcode() uint32 { return hashOp(op) }
+func (op *bnParamGradOp) String() string   { return op.which() + op.fwd.String() }
+
+func (op *bnParamGradOp) which() string {
+	if op.beta {
+		return "DBeta"
+	}
+	return "DGamma"
+}
+
+func (op *bnParamGradOp) Do(inputs ...G.Value) (G.Value, error) {
+	if err := checkArity("batchnorm2d "+op.fwd.st.Name+" "+op.which(), inputs, 1); err != nil {
+		return nil, err
+	}
+	src := op.fwd.dgamma
+	if op.beta {
+		src = op.fwd.dbeta
+	}
+	c := op.fwd.shape[1]
+	if len(src) != c {
+		return nil, fmt.Errorf("ops: batchnorm2d %s: %s: the gradient pass has not run", op.fwd.st.Name, op.which())
+	}
+	t, d := op.buf.get(tensor.Shape{c})
+	copy(d, src)
+	return t, nil
+}
+
+// sum64 returns Σ x in float64 (four accumulators, to keep the adds pipelined).
+func sum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sumSqDev64 returns Σ (x-m)² in float64.
+func sumSqDev64(x []float32, m float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-m, float64(x[i+1])-m, float64(x[i+2])-m, float64(x[i+3])-m
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - m
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sumDyDev64 returns Σ dy and Σ dy·(x-m) in float64.
+func sumDyDev64(dy, x []float32, m float64) (sdy, sdyx float64) {
+	x = x[:len(dy)]
+	var a0, a1, b0, b1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		a0 += g0
+		a1 += g1
+		b0 += g0 * (float64(x[i]) - m)
+		b1 += g1 * (float64(x[i+1]) - m)
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		a0 += g
+		b0 += g * (float64(x[i]) - m)
+	}
+	return a0 + a1, b0 + b1
+}

@@ -1,0 +1,661 @@
+package ops
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/graphs/ops/gemm"
+)
+
+// ConvConfig holds a convolution's strides and explicit zero padding. Use SamePadding
+// for TensorFlow/Keras 'same' and Padding{} for 'valid'. Dilation is always 1.
+type ConvConfig struct {
+	StrideH, StrideW int
+	Pad              Padding
+}
+
+// ConvOutSize returns the output length of a convolution along one axis,
+// (in+padBefore+padAfter-k)/stride + 1, or 0 when the kernel does not fit the padded
+// input or the stride is not positive.
+func ConvOutSize(in, k, stride, padBefore, padAfter int) int {
+	span := in + padBefore + padAfter - k
+	if stride <= 0 || k <= 0 || span < 0 {
+		return 0
+	}
+	return span/stride + 1
+}
+
+// Conv2D convolves x (N,Cin,H,W) with the filters w (Cout,Cin,kH,kW) (PyTorch layout)
+// and adds the bias b (Cout), which may be nil. The result is (N,Cout,Ho,Wo) with
+// Ho = (H+Top+Bottom-kH)/StrideH + 1 and likewise Wo. Everything is float32.
+//
+// The op computes, per image, W (Cout × Cin·kH·kW) · col (Cin·kH·kW × Ho·Wo) with
+// gemm.Sgemm, building col in tiles of output positions (1x1 stride-1 unpadded
+// convolutions multiply x directly), and writes NCHW output with the bias fused in.
+// Its gradients with respect to x, w and b are three separate ops. Outputs and scratch
+// belong to the op and are reused by every run of the graph.
+func Conv2D(x, w, b *G.Node, cfg ConvConfig) (*G.Node, error) {
+	geom, err := newConvGeom(x, w, b, cfg)
+	if err != nil {
+		return nil, err
+	}
+	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}}
+	if !geom.direct() {
+		op.cols = &convScratch{size: geom.kdim() * geom.tile()}
+	}
+	children := []*G.Node{x, w}
+	if b != nil {
+		children = append(children, b)
+	}
+	y, err := G.ApplyOp(op, children...)
+	if err != nil {
+		return nil, fmt.Errorf("ops: conv2d: %w", err)
+	}
+	return y, nil
+}
+
+// convGeom is everything that defines one convolution; it is fixed when the graph is
+// built and written into every hash.
+type convGeom struct {
+	n, cin, h, w int // input
+	cout, kh, kw int // filters
+	sh, sw       int // strides
+	pad          Padding
+	ho, wo       int // output
+	bias         bool
+}
+
+func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
+	if x == nil || w == nil {
+		return convGeom{}, fmt.Errorf("ops: conv2d: x and w must not be nil")
+	}
+	for _, in := range []struct {
+		name string
+		n    *G.Node
+	}{{"x", x}, {"w", w}, {"b", b}} {
+		if in.n != nil && in.n.Dtype() != tensor.Float32 {
+			return convGeom{}, fmt.Errorf("ops: conv2d: %s has dtype %v, want float32", in.name, in.n.Dtype())
+		}
+	}
+	xs, ws := x.Shape(), w.Shape()
+	if len(xs) != 4 || xs.TotalSize() == 0 {
+		return convGeom{}, fmt.Errorf("ops: conv2d: x has shape %v, want 4-D (N,Cin,H,W) with no zero axis", xs)
+	}
+	if len(ws) != 4 || ws.TotalSize() == 0 {
+		return convGeom{}, fmt.Errorf("ops: conv2d: w has shape %v, want 4-D (Cout,Cin,kH,kW) with no zero axis", ws)
+	}
+	if ws[1] != xs[1] {
+		return convGeom{}, fmt.Errorf("ops: conv2d: w has shape %v, want (%d, %d, %d, %d): x %v has %d input channels",
+			ws, ws[0], xs[1], ws[2], ws[3], xs, xs[1])
+	}
+	if b != nil {
+		if bs := b.Shape(); len(bs) != 1 || bs[0] != ws[0] {
+			return convGeom{}, fmt.Errorf("ops: conv2d: b has shape %v, want (%d) for w %v", bs, ws[0], ws)
+		}
+	}
+	if cfg.StrideH < 1 || cfg.StrideW < 1 {
+		return convGeom{}, fmt.Errorf("ops: conv2d: stride (%d,%d), want both ≥ 1", cfg.StrideH, cfg.StrideW)
+	}
+	p := cfg.Pad
+	if p.Top < 0 || p.Bottom < 0 || p.Left < 0 || p.Right < 0 {
+		return convGeom{}, fmt.Errorf("ops: conv2d: negative padding %v", p)
+	}
+	if xs[2]+p.Top+p.Bottom < ws[2] || xs[3]+p.Left+p.Right < ws[3] {
+		return convGeom{}, fmt.Errorf("ops: conv2d: kernel %dx%d of w %v is larger than x %v padded by %v",
+			ws[2], ws[3], ws, xs, p)
+	}
+	g := convGeom{
+		n: xs[0], cin: xs[1], h: xs[2], w: xs[3],
+		cout: ws[0], kh: ws[2], kw: ws[3],
+		sh: cfg.StrideH, sw: cfg.StrideW, pad: p,
+		ho:   ConvOutSize(xs[2], ws[2], cfg.StrideH, p.Top, p.Bottom),
+		wo:   ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
+		bias: b != nil,
+	}
+	return g, nil
+}
+
+func (g *convGeom) String() string {
+	s := fmt.Sprintf("x(%d,%d,%d,%d) w(%d,%d,%d,%d) stride(%d,%d) %v",
+		g.n, g.cin, g.h, g.w, g.cout, g.cin, g.kh, g.kw, g.sh, g.sw, g.pad)
+	if g.bias {
+		s += " bias"
+	}
+	return s
+}
+
+func (g *convGeom) xShape() tensor.Shape   { return tensor.Shape{g.n, g.cin, g.h, g.w} }
+func (g *convGeom) wShape() tensor.Shape   { return tensor.Shape{g.cout, g.cin, g.kh, g.kw} }
+func (g *convGeom) outShape() tensor.Shape { return tensor.Shape{g.n, g.cout, g.ho, g.wo} }
+func (g *convGeom) kdim() int              { return g.cin * g.kh * g.kw }
+func (g *convGeom) hw() int                { return g.ho * g.wo }
+func (g *convGeom) flops() float64 {
+	return 2 * float64(g.n) * float64(g.cout) * float64(g.hw()) * float64(g.kdim())
+}
+
+// direct reports whether col would equal x itself (1x1 kernel, stride 1, no padding).
+func (g *convGeom) direct() bool {
+	return g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad == Padding{}
+}
+
+// convTileFloats bounds one im2col tile (K × T floats): small enough to stay in L2 and
+// to keep per-op scratch small whatever the image size, large enough for gemm to run
+// at speed. convMinTile is the narrowest tile used when K is large.
+const (
+	convTileFloats = 1 << 17
+	convMinTile    = 64
+)
+
+// tile returns T, the number of output positions per im2col tile; the Ho·Wo positions
+// of an image are split into ceil(Ho·Wo/T) near-equal tiles.
+func (g *convGeom) tile() int {
+	hw := g.hw()
+	t := max(convTileFloats/g.kdim(), convMinTile)
+	if t >= hw {
+		return hw
+	}
+	nt := (hw + t - 1) / t
+	return (hw + nt - 1) / nt
+}
+
+// writeHash writes the op's kind and every parameter.
+func convWriteHash(h hash.Hash, s fmt.Stringer) { _, _ = io.WriteString(h, s.String()) }
+
+func convHashcode(s fmt.Stringer) uint32 {
+	h := fnv.New32a()
+	convWriteHash(h, s)
+	return h.Sum32()
+}
+
+func convTensorType(dims int) G.TensorType { return G.TensorType{Dims: dims, Of: hm.TypeVariable('a')} }
+
+// convOutput is an op's output tensor: allocated on the first run and returned by
+// every later run. If a downstream op has reshaped or transposed the tensor in place
+// (Gorgonia's unsafe Reshape does), a fresh header over the same data replaces it.
+type convOutput struct {
+	shape tensor.Shape
+	data  []float32
+	t     *tensor.Dense
+}
+
+func (o *convOutput) get() (*tensor.Dense, []float32) {
+	if o.data == nil {
+		o.data = make([]float32, o.shape.TotalSize())
+	}
+	if o.t == nil || !o.intact() {
+		o.t = tensor.New(tensor.WithShape(o.shape.Clone()...), tensor.WithBacking(o.data))
+	}
+	return o.t, o.data
+}
+
+func (o *convOutput) intact() bool {
+	t := o.t
+	if t.Dtype() != tensor.Float32 || t.IsMaterializable() || !convShapeIs(t.Shape(), o.shape) {
+		return false
+	}
+	d := t.Float32s()
+	return len(d) == len(o.data) && &d[0] == &o.data[0]
+}
+
+// convShapeIs is strict shape equality (tensor.Shape.Eq equates (n) with (n,1)).
+func convShapeIs(got, want tensor.Shape) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// convInput returns the float32 data of an op input, checking its type and shape.
+// op and name only label the error.
+func convInput(op, name string, v G.Value, want tensor.Shape) ([]float32, error) {
+	t, ok := v.(*tensor.Dense)
+	if !ok {
+		return nil, fmt.Errorf("ops: %s: %s is a %T, want *tensor.Dense", op, name, v)
+	}
+	if t.Dtype() != tensor.Float32 {
+		return nil, fmt.Errorf("ops: %s: %s has dtype %v, want float32", op, name, t.Dtype())
+	}
+	if !convShapeIs(t.Shape(), want) {
+		return nil, fmt.Errorf("ops: %s: %s has shape %v, want %v", op, name, t.Shape(), want)
+	}
+	if t.IsMaterializable() {
+		t = t.Materialize().(*tensor.Dense)
+	}
+	return t.Float32s(), nil
+}
+
+// convScratch is a free list of equally sized float32 buffers, one per goroutine in
+// flight; buffers are kept for the op's lifetime so runs after the first allocate none.
+type convScratch struct {
+	mu   sync.Mutex
+	size int
+	free [][]float32
+}
+
+func (s *convScratch) get() []float32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k := len(s.free); k > 0 {
+		b := s.free[k-1]
+		s.free = s.free[:k-1]
+		return b
+	}
+	return make([]float32, s.size)
+}
+
+func (s *convScratch) put(b []float32) {
+	s.mu.Lock()
+	s.free = append(s.free, b)
+	s.mu.Unlock()
+}
+
+// ---------------------------------------------------------------------------------
+// Forward.
+
+type convOp struct {
+	convGeom
+	cols *convScratch // im2col tiles; shared with the layer's gradient ops (nil when direct)
+	out  convOutput
+}
+
+var (
+	_ G.Op   = (*convOp)(nil)
+	_ G.SDOp = (*convOp)(nil)
+)
+
+func (op *convOp) Arity() int {
+	if op.bias {
+		return 3
+	}
+	return 2
+}
+
+func (op *convOp) Type() hm.Type {
+	t4 := convTensorType(4)
+	if op.bias {
+		return hm.NewFnType(t4, t4, convTensorType(1), t4)
+	}
+	return hm.NewFnType(t4, t4, t4)
+}
+
+func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
+func (op *convOp) ReturnsPtr() bool                               { return false }
+func (op *convOp) CallsExtern() bool                              { return false }
+func (op *convOp) OverwritesInput() int                           { return -1 }
+func (op *convOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
+func (op *convOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convOp) String() string                                 { return "Conv2D{" + op.convGeom.String() + "}" }
+
+func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
+	if len(inputs) != op.Arity() {
+		return nil, fmt.Errorf("ops: conv2d: got %d inputs, want %d", len(inputs), op.Arity())
+	}
+	x, err := convInput("conv2d", "x", inputs[0], op.xShape())
+	if err != nil {
+		return nil, err
+	}
+	w, err := convInput("conv2d", "w", inputs[1], op.wShape())
+	if err != nil {
+		return nil, err
+	}
+	var b []float32
+	if op.bias {
+		if b, err = convInput("conv2d", "b", inputs[2], tensor.Shape{op.cout}); err != nil {
+			return nil, err
+		}
+	}
+	t, y := op.out.get()
+	op.forward(x, w, b, y)
+	return t, nil
+}
+
+// forward computes y = conv(x, w) + b. Work items are (image, tile of output
+// positions) pairs, spread over goroutines; each writes its own columns of y.
+func (op *convOp) forward(x, w, b, y []float32) {
+	g := &op.convGeom
+	hw, tl, k := g.hw(), g.tile(), g.kdim()
+	nt := (hw + tl - 1) / tl
+	xs, ys := g.cin*g.h*g.w, g.cout*hw
+	parallelFor(g.n*nt, func(lo, hi int) {
+		var col []float32
+		if !g.direct() {
+			col = op.cols.get()
+			defer op.cols.put(col)
+		}
+		for it := lo; it < hi; it++ {
+			n, p0 := it/nt, (it%nt)*tl
+			p1 := min(p0+tl, hw)
+			xn, yn := x[n*xs:(n+1)*xs], y[n*ys:(n+1)*ys]
+			var beta float32
+			if b != nil {
+				for co, bv := range b {
+					row := yn[co*hw+p0 : co*hw+p1]
+					for i := range row {
+						row[i] = bv
+					}
+				}
+				beta = 1
+			}
+			if g.direct() {
+				gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
+				continue
+			}
+			g.im2col(xn, p0, p1, col)
+			gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
+		}
+	})
+}
+
+func (op *convOp) DiffWRT(inputs int) []bool { return convAllTrue(inputs) }
+
+func convAllTrue(n int) []bool {
+	d := make([]bool, n)
+	for i := range d {
+		d[i] = true
+	}
+	return d
+}
+
+func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	if len(inputs) != op.Arity() {
+		return nil, fmt.Errorf("ops: conv2d: differentiating with %d inputs, want %d", len(inputs), op.Arity())
+	}
+	g := op.convGeom
+	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
+	if err != nil {
+		return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
+	}
+	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, parts: &convScratch{size: g.cout * g.kdim()},
+		out: convOutput{shape: g.wShape()}}, inputs[0], grad)
+	if err != nil {
+		return nil, fmt.Errorf("ops: conv2d: gradient wrt w: %w", err)
+	}
+	grads := G.Nodes{dx, dw}
+	if op.bias {
+		db, err := G.ApplyOp(&convGradBOp{convGeom: g, convGradBase: convGradBase{"conv2d grad b"}, out: convOutput{shape: tensor.Shape{g.cout}}}, grad)
+		if err != nil {
+			return nil, fmt.Errorf("ops: conv2d: gradient wrt b: %w", err)
+		}
+		grads = append(grads, db)
+	}
+	return grads, nil
+}
+
+// convGradBase holds what every gradient op of conv2d and linear shares. Gradient ops are
+// not themselves differentiable: SymDiff reports an error naming the op.
+type convGradBase struct{ name string }
+
+func (convGradBase) ReturnsPtr() bool          { return false }
+func (convGradBase) CallsExtern() bool         { return false }
+func (convGradBase) OverwritesInput() int      { return -1 }
+func (convGradBase) DiffWRT(inputs int) []bool { return convAllTrue(inputs) }
+func (b convGradBase) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+	return nil, fmt.Errorf("ops: %s: second-order gradients are not implemented", b.name)
+}
+
+// ---------------------------------------------------------------------------------
+// Gradient with respect to x: per image, dcol = Wᵀ·dY then col2im.
+
+type convGradXOp struct {
+	convGeom
+	convGradBase
+	cols *convScratch
+	out  convOutput
+}
+
+var (
+	_ G.Op   = (*convGradXOp)(nil)
+	_ G.SDOp = (*convGradXOp)(nil)
+)
+
+func (op *convGradXOp) Arity() int { return 2 }
+func (op *convGradXOp) Type() hm.Type {
+	return hm.NewFnType(convTensorType(4), convTensorType(4), convTensorType(4))
+}
+func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.xShape(), nil }
+func (op *convGradXOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
+func (op *convGradXOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convGradXOp) String() string                                 { return "Conv2DGradX{" + op.convGeom.String() + "}" }
+
+func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
+	if len(inputs) != 2 {
+		return nil, fmt.Errorf("ops: conv2d grad x: got %d inputs, want 2", len(inputs))
+	}
+	w, err := convInput("conv2d grad x", "w", inputs[0], op.wShape())
+	if err != nil {
+		return nil, err
+	}
+	dy, err := convInput("conv2d grad x", "output gradient", inputs[1], op.outShape())
+	if err != nil {
+		return nil, err
+	}
+	t, dx := op.out.get()
+	op.backward(w, dy, dx)
+	return t, nil
+}
+
+// backward computes dx. Work items are (image, channel group) pairs: the rows of
+// dcol belonging to channels [c0, c1) are Wᵀ's rows for those channels times dY, and
+// col2im writes only those channels of dx, so items never touch the same memory.
+// Channels are split only when there are fewer images than goroutines.
+func (op *convGradXOp) backward(w, dy, dx []float32) {
+	g := &op.convGeom
+	hw, tl, k, kk := g.hw(), g.tile(), g.kdim(), g.kh*g.kw
+	xs, ys := g.cin*g.h*g.w, g.cout*hw
+	groups := 1
+	if procs := runtime.GOMAXPROCS(0); g.n < procs {
+		groups = min(g.cin, (procs+g.n-1)/g.n)
+	}
+	per := (g.cin + groups - 1) / groups
+	groups = (g.cin + per - 1) / per
+	parallelFor(g.n*groups, func(lo, hi int) {
+		var dcol []float32
+		if !g.direct() {
+			dcol = op.cols.get()
+			defer op.cols.put(dcol)
+		}
+		for it := lo; it < hi; it++ {
+			n, c0 := it/groups, (it%groups)*per
+			c1 := min(c0+per, g.cin)
+			dyn, dxn := dy[n*ys:(n+1)*ys], dx[n*xs:(n+1)*xs]
+			if g.direct() {
+				gemm.Sgemm(true, false, c1-c0, hw, g.cout, 1, w[c0:], g.cin, dyn, hw, 0, dxn[c0*hw:], hw)
+				continue
+			}
+			clear(dxn[c0*g.h*g.w : c1*g.h*g.w])
+			for p0 := 0; p0 < hw; p0 += tl {
+				p1 := min(p0+tl, hw)
+				gemm.Sgemm(true, false, (c1-c0)*kk, p1-p0, g.cout, 1, w[c0*kk:], k, dyn[p0:], hw, 0, dcol, p1-p0)
+				g.col2im(dcol, c0, c1, p0, p1, dxn)
+			}
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------------
+// Gradient with respect to w: dW = Σ over images and tiles of dY_tile · col_tileᵀ.
+
+type convGradWOp struct {
+	convGeom
+	convGradBase
+	cols    *convScratch
+	parts   *convScratch // per-goroutine partial sums of dW
+	pending []convPartial
+	mu      sync.Mutex
+	out     convOutput
+}
+
+// convPartial is one goroutine's partial dW, summed in the order of its first work
+// item so that the result does not depend on which goroutine finishes first.
+type convPartial struct {
+	lo  int
+	sum []float32
+}
+
+var (
+	_ G.Op   = (*convGradWOp)(nil)
+	_ G.SDOp = (*convGradWOp)(nil)
+)
+
+func (op *convGradWOp) Arity() int { return 2 }
+func (op *convGradWOp) Type() hm.Type {
+	return hm.NewFnType(convTensorType(4), convTensorType(4), convTensorType(4))
+}
+func (op *convGradWOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.wShape(), nil }
+func (op *convGradWOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
+func (op *convGradWOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convGradWOp) String() string                                 { return "Conv2DGradW{" + op.convGeom.String() + "}" }
+
+func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
+	if len(inputs) != 2 {
+		return nil, fmt.Errorf("ops: conv2d grad w: got %d inputs, want 2", len(inputs))
+	}
+	x, err := convInput("conv2d grad w", "x", inputs[0], op.xShape())
+	if err != nil {
+		return nil, err
+	}
+	dy, err := convInput("conv2d grad w", "output gradient", inputs[1], op.outShape())
+	if err != nil {
+		return nil, err
+	}
+	t, dw := op.out.get()
+	op.backward(x, dy, dw)
+	return t, nil
+}
+
+// backward computes dW. Work items are (image, tile) pairs; the goroutine holding the
+// first items accumulates straight into dw, the others into partial sums that are
+// added once all are done.
+func (op *convGradWOp) backward(x, dy, dw []float32) {
+	g := &op.convGeom
+	hw, tl, k := g.hw(), g.tile(), g.kdim()
+	nt := (hw + tl - 1) / tl
+	xs, ys := g.cin*g.h*g.w, g.cout*hw
+	op.pending = op.pending[:0]
+	parallelFor(g.n*nt, func(lo, hi int) {
+		acc := dw
+		if lo != 0 {
+			acc = op.parts.get()
+		}
+		var col []float32
+		if !g.direct() {
+			col = op.cols.get()
+			defer op.cols.put(col)
+		}
+		var beta float32
+		for it := lo; it < hi; it++ {
+			n, p0 := it/nt, (it%nt)*tl
+			p1 := min(p0+tl, hw)
+			xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
+			if g.direct() {
+				gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
+			} else {
+				g.im2col(xn, p0, p1, col)
+				gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+			}
+			beta = 1
+		}
+		if lo != 0 {
+			op.mu.Lock()
+			op.pending = append(op.pending, convPartial{lo, acc})
+			op.mu.Unlock()
+		}
+	})
+	ps := op.pending
+	for i := 1; i < len(ps); i++ { // insertion sort by lo: a handful of entries
+		for j := i; j > 0 && ps[j].lo < ps[j-1].lo; j-- {
+			ps[j], ps[j-1] = ps[j-1], ps[j]
+		}
+	}
+	for _, p := range ps {
+		for i, v := range p.sum {
+			dw[i] += v
+		}
+		op.parts.put(p.sum)
+	}
+	clear(ps)
+	op.pending = ps[:0]
+}
+
+// ---------------------------------------------------------------------------------
+// Gradient with respect to b: the sum of dY over images and positions.
+
+type convGradBOp struct {
+	convGeom
+	convGradBase
+	out convOutput
+}
+
+var (
+	_ G.Op   = (*convGradBOp)(nil)
+	_ G.SDOp = (*convGradBOp)(nil)
+)
+
+func (op *convGradBOp) Arity() int { return 1 }
+func (op *convGradBOp) Type() hm.Type {
+	return hm.NewFnType(convTensorType(4), convTensorType(1))
+}
+func (op *convGradBOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	return tensor.Shape{op.cout}, nil
+}
+func (op *convGradBOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
+func (op *convGradBOp) Hashcode() uint32      { return convHashcode(op) }
+func (op *convGradBOp) String() string        { return "Conv2DGradB{" + op.convGeom.String() + "}" }
+
+func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
+	if len(inputs) != 1 {
+		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want 1", len(inputs))
+	}
+	dy, err := convInput("conv2d grad b", "output gradient", inputs[0], op.outShape())
+	if err != nil {
+		return nil, err
+	}
+	t, db := op.out.get()
+	hw := op.hw()
+	ys := op.cout * hw
+	parallelFor(op.cout, func(lo, hi int) {
+		for co := lo; co < hi; co++ {
+			var s float64
+			for n := 0; n < op.n; n++ {
+				s += convSum(dy[n*ys+co*hw : n*ys+(co+1)*hw])
+			}
+			db[co] = float32(s)
+		}
+	})
+	return t, nil
+}
+
+// convSum sums v in float32 blocks of 256 (4 lanes) accumulated in float64.
+func convSum(v []float32) float64 {
+	var total float64
+	for len(v) > 0 {
+		blk := v[:min(len(v), 256)]
+		v = v[len(blk):]
+		var s0, s1, s2, s3 float32
+		i := 0
+		for ; i+4 <= len(blk); i += 4 {
+			s0 += blk[i]
+			s1 += blk[i+1]
+			s2 += blk[i+2]
+			s3 += blk[i+3]
+		}
+		for ; i < len(blk); i++ {
+			s0 += blk[i]
+		}
+		total += float64((s0 + s1) + (s2 + s3))
+	}
+	return total
+}

@@ -1,0 +1,398 @@
+package losses
+
+import (
+	"errors"
+	"fmt"
+	"math"
+)
+
+// config is a loss after option defaults are applied: total = ceCoef·CE + diceCoef·Dice.
+type config struct {
+	ceCoef, diceCoef float64 // 0 leaves the term out
+	ignore           int
+	weights          []float64 // per-class CE weights; nil means all 1
+	smoothing        float64   // CE label smoothing ε in [0, 1]
+	diceSmooth       float64   // dice additive smoothing s > 0
+	presentOnly      bool      // dice averages over classes present in the labels only
+}
+
+func (c *config) weight(cl int) float64 {
+	if c.weights == nil {
+		return 1
+	}
+	return c.weights[cl]
+}
+
+// chunkElems is the number of logits one chunk covers (about 32 KiB of float32). Chunk
+// boundaries depend only on the shape, so every sum is taken in the same order whatever
+// the number of goroutines: results are reproducible bit for bit.
+const chunkElems = 8192
+
+// chunk is a run of targets (pixels or samples) laid out so that the logit of target j,
+// class cl is at base + cl*hw + j*ps, and its label at px + j.
+type chunk struct{ base, px, pix, ps int }
+
+// state is what one loss op keeps between the forward and the backward pass, and the
+// buffers it reuses from run to run. Shapes are fixed per graph, so it is sized once.
+type state struct {
+	n, c, hw int
+	chunks   []chunk
+	lse      []float64 // log-sum-exp of the logits, per target
+
+	// Per-chunk partial sums, combined in chunk order after the parallel pass.
+	ceNum, ceSmooth, ceW []float64
+	count                []int64
+	inter, psum, ysum    []float64 // len(chunks)·c, dice only
+	errs                 []error
+
+	scratch [][]float64 // per worker, one value per target of a chunk
+
+	// Dice backward coefficients (see backward), per class.
+	diceA, diceB []float64
+
+	grad []float32 // the backward output, reused
+
+	diceTmp []float64 // 3·c: A_c, B_c, Y_c while finishing
+
+	last  Terms
+	runs  int   // successful forward passes
+	fresh bool  // forward succeeded since the last backward
+	err   error // of the last forward pass
+}
+
+// setup sizes st for logits (n, c, hw) if needed.
+func (st *state) setup(cfg *config, n, c, hw int) {
+	if st.n == n && st.c == c && st.hw == hw && st.chunks != nil {
+		return
+	}
+	*st = state{n: n, c: c, hw: hw}
+	per := max(1, chunkElems/c)
+	if hw == 1 { // (N, C): targets are samples, classes contiguous
+		for lo := 0; lo < n; lo += per {
+			st.chunks = append(st.chunks, chunk{base: lo * c, px: lo, pix: min(per, n-lo), ps: c})
+		}
+	} else { // (N, C, H, W): targets are pixels of one image
+		for i := range n {
+			for lo := 0; lo < hw; lo += per {
+				st.chunks = append(st.chunks, chunk{
+					base: i*c*hw + lo, px: i*hw + lo, pix: min(per, hw-lo), ps: 1})
+			}
+		}
+	}
+	k := len(st.chunks)
+	st.lse = make([]float64, n*hw)
+	st.ceNum, st.ceSmooth, st.ceW = make([]float64, k), make([]float64, k), make([]float64, k)
+	st.count = make([]int64, k)
+	st.errs = make([]error, k)
+	if cfg.diceCoef != 0 {
+		st.inter, st.psum, st.ysum = make([]float64, k*c), make([]float64, k*c), make([]float64, k*c)
+		st.diceA, st.diceB = make([]float64, c), make([]float64, c)
+		st.diceTmp = make([]float64, 3*c)
+	}
+}
+
+func (st *state) scratchFor(workers, size int) {
+	for len(st.scratch) < workers {
+		st.scratch = append(st.scratch, make([]float64, size))
+	}
+}
+
+// LabelError reports a label that is neither a class index nor the ignore index.
+type LabelError struct {
+	Index   int // flat position in the labels tensor
+	Label   int
+	Classes int
+	Ignore  int
+}
+
+// AsLabelError finds a *LabelError in err's chain. Use it on errors from a TapeMachine:
+// Gorgonia wraps op errors in a type without Unwrap (it has Err() instead), so
+// errors.As alone does not see through RunAll's error.
+func AsLabelError(err error) (*LabelError, bool) {
+	for err != nil {
+		var le *LabelError
+		if errors.As(err, &le) {
+			return le, true
+		}
+		e, ok := err.(interface{ Err() error })
+		if !ok {
+			return nil, false
+		}
+		err = e.Err()
+	}
+	return nil, false
+}
+
+func (e *LabelError) Error() string {
+	return fmt.Sprintf("losses: label %d at flat index %d is out of range [0, %d) and is not the ignore index %d",
+		e.Label, e.Index, e.Classes, e.Ignore)
+}
+
+// forward computes the loss of logits (n, c, hw) against labels (n, hw) and keeps in st
+// what backward needs.
+func forward(cfg *config, st *state, x []float32, labels []int, n, c, hw int) (Terms, error) {
+	st.setup(cfg, n, c, hw)
+	per := st.chunks[0].pix
+	workers := workersFor(len(st.chunks), len(x))
+	st.scratchFor(workers, per)
+	forChunks(len(st.chunks), workers, func(w, k int) {
+		st.errs[k] = forwardChunk(cfg, st, k, x, labels, st.scratch[w])
+	})
+	st.fresh, st.err = false, nil
+	for _, err := range st.errs {
+		if err != nil {
+			st.err = err
+			return Terms{}, err
+		}
+	}
+
+	var t Terms
+	var num, smooth float64
+	for k := range st.chunks {
+		num += st.ceNum[k]
+		smooth += st.ceSmooth[k]
+		t.Weight += st.ceW[k]
+		t.Counted += st.count[k]
+	}
+	if cfg.ceCoef != 0 && t.Weight > 0 {
+		eps := cfg.smoothing
+		t.CE = ((1-eps)*num + eps/float64(c)*smooth) / t.Weight
+	}
+	if cfg.diceCoef != 0 {
+		t.Dice = diceFinish(cfg, st)
+	}
+	t.Total = cfg.ceCoef*t.CE + cfg.diceCoef*t.Dice
+	st.last = t
+	st.fresh = true
+	st.runs++
+	return t, nil
+}
+
+func forwardChunk(cfg *config, st *state, k int, x []float32, labels []int, sum []float64) error {
+	ch := st.chunks[k]
+	c, hw := st.c, st.hw
+	lse := st.lse[ch.px : ch.px+ch.pix]
+	lab := labels[ch.px : ch.px+ch.pix]
+	sum = sum[:ch.pix]
+
+	// Log-sum-exp per target: max first, so that exp never overflows (logits of ±1e4
+	// are fine); lse holds the max until the last step.
+	for j := range lse {
+		lse[j] = math.Inf(-1)
+	}
+	for cl := range c {
+		off := ch.base + cl*hw
+		for j := range lse {
+			if v := float64(x[off+j*ch.ps]); v > lse[j] {
+				lse[j] = v
+			}
+		}
+	}
+	clear(sum)
+	for cl := range c {
+		off := ch.base + cl*hw
+		for j := range sum {
+			sum[j] += math.Exp(float64(x[off+j*ch.ps]) - lse[j])
+		}
+	}
+	for j := range lse {
+		lse[j] += math.Log(sum[j])
+	}
+
+	// Cross-entropy: Σ w[y]·(lse - x_y) and Σ w[y] over the targets that count.
+	var num, wsum float64
+	var count int64
+	for j, y := range lab {
+		if y == cfg.ignore {
+			continue
+		}
+		if y < 0 || y >= c {
+			return &LabelError{Index: ch.px + j, Label: y, Classes: c, Ignore: cfg.ignore}
+		}
+		w := cfg.weight(y)
+		num += w * (lse[j] - float64(x[ch.base+y*hw+j*ch.ps]))
+		wsum += w
+		count++
+	}
+	st.ceNum[k], st.ceW[k], st.count[k] = num, wsum, count
+
+	// Label smoothing: Σ_targets Σ_c w_c·(lse - x_c), PyTorch's smooth_loss.
+	var smooth float64
+	if cfg.ceCoef != 0 && cfg.smoothing != 0 {
+		for cl := range c {
+			off, w := ch.base+cl*hw, cfg.weight(cl)
+			if w == 0 {
+				continue
+			}
+			var s float64
+			for j, y := range lab {
+				if y != cfg.ignore {
+					s += lse[j] - float64(x[off+j*ch.ps])
+				}
+			}
+			smooth += w * s
+		}
+	}
+	st.ceSmooth[k] = smooth
+
+	// Dice: per class Σp·y, Σp, Σy over the targets that count.
+	if cfg.diceCoef != 0 {
+		inter, psum, ysum := st.inter[k*c:(k+1)*c], st.psum[k*c:(k+1)*c], st.ysum[k*c:(k+1)*c]
+		for cl := range c {
+			off := ch.base + cl*hw
+			var ps, is, ys float64
+			for j, y := range lab {
+				if y == cfg.ignore {
+					continue
+				}
+				p := math.Exp(float64(x[off+j*ch.ps]) - lse[j])
+				ps += p
+				if y == cl {
+					is += p
+					ys++
+				}
+			}
+			inter[cl], psum[cl], ysum[cl] = is, ps, ys
+		}
+	}
+	return nil
+}
+
+// diceFinish combines the per-chunk dice sums, returns the dice loss and sets the
+// backward coefficients. With A_c = 2·I_c + s, B_c = P_c + Y_c + s and K the averaged
+// classes, Dice = 1 - (1/|K|)·Σ_{c∈K} A_c/B_c, and
+//
+//	∂Dice/∂p_ic = a_c + y_ic·b_c,  a_c = A_c/(|K|·B_c²),  b_c = -2/(|K|·B_c)  (c ∈ K; 0 otherwise).
+func diceFinish(cfg *config, st *state) float64 {
+	c, s := st.c, cfg.diceSmooth
+	A, B, Y := st.diceTmp[:c], st.diceTmp[c:2*c], st.diceTmp[2*c:]
+	for cl := range c {
+		var I, P, Yc float64
+		for k := range st.chunks {
+			I += st.inter[k*c+cl]
+			P += st.psum[k*c+cl]
+			Yc += st.ysum[k*c+cl]
+		}
+		A[cl], B[cl], Y[cl] = 2*I+s, P+Yc+s, Yc
+	}
+	var K int
+	var sum float64
+	for cl := range c {
+		st.diceA[cl], st.diceB[cl] = 0, 0
+		if cfg.presentOnly && Y[cl] == 0 {
+			continue
+		}
+		K++
+		sum += A[cl] / B[cl]
+	}
+	if K == 0 {
+		return 0
+	}
+	kf := float64(K)
+	for cl := range c {
+		if cfg.presentOnly && Y[cl] == 0 {
+			continue
+		}
+		st.diceA[cl] = A[cl] / (kf * B[cl] * B[cl])
+		st.diceB[cl] = -2 / (kf * B[cl])
+	}
+	return 1 - sum/kf
+}
+
+// backward writes ∂(g·total)/∂logits into st.grad and returns it. It uses the
+// log-sum-exp kept by forward, which must have run on the same logits and labels.
+//
+// Cross-entropy, for a counted target with label y and p = softmax(x):
+//
+//	∂CE/∂x_c = [(1-ε)·w_y·(p_c - [c=y]) + (ε/C)·(S_w·p_c - w_c)] / W,  S_w = Σ_c w_c, W = Σ w_y.
+//
+// Dice, through the softmax, with t = Σ_k p_k·(a_k + [k=y]·b_k):
+//
+//	∂Dice/∂x_c = p_c·(a_c + [c=y]·b_c - t).
+//
+// Ignored targets get 0.
+func backward(cfg *config, st *state, x []float32, labels []int, g float64) []float32 {
+	if len(st.grad) != len(x) {
+		st.grad = make([]float32, len(x))
+	}
+	t := st.last
+	var ceScale, diceScale float64
+	if cfg.ceCoef != 0 && t.Weight > 0 {
+		ceScale = g * cfg.ceCoef / t.Weight
+	}
+	if cfg.diceCoef != 0 {
+		diceScale = g * cfg.diceCoef
+	}
+	var sw float64
+	for cl := range st.c {
+		sw += cfg.weight(cl)
+	}
+	per := st.chunks[0].pix
+	workers := workersFor(len(st.chunks), len(x))
+	st.scratchFor(workers, per)
+	forChunks(len(st.chunks), workers, func(w, k int) {
+		backwardChunk(cfg, st, k, x, labels, st.scratch[w], ceScale, diceScale, sw)
+	})
+	st.fresh = false
+	return st.grad
+}
+
+func backwardChunk(cfg *config, st *state, k int, x []float32, labels []int, tbuf []float64, ceScale, diceScale, sw float64) {
+	ch := st.chunks[k]
+	c, hw := st.c, st.hw
+	lse := st.lse[ch.px : ch.px+ch.pix]
+	lab := labels[ch.px : ch.px+ch.pix]
+	out := st.grad
+	eps := cfg.smoothing
+	a, b := st.diceA, st.diceB
+
+	dice := diceScale != 0
+	if dice {
+		tbuf = tbuf[:ch.pix]
+		clear(tbuf)
+		for cl := range c {
+			if a[cl] == 0 {
+				continue
+			}
+			off := ch.base + cl*hw
+			for j, y := range lab {
+				if y != cfg.ignore {
+					tbuf[j] += a[cl] * math.Exp(float64(x[off+j*ch.ps])-lse[j])
+				}
+			}
+		}
+		for j, y := range lab {
+			if y != cfg.ignore {
+				tbuf[j] += b[y] * math.Exp(float64(x[ch.base+y*hw+j*ch.ps])-lse[j])
+			}
+		}
+	}
+	for cl := range c {
+		off := ch.base + cl*hw
+		wc := cfg.weight(cl)
+		for j, y := range lab {
+			i := off + j*ch.ps
+			if y == cfg.ignore {
+				out[i] = 0
+				continue
+			}
+			p := math.Exp(float64(x[i]) - lse[j])
+			var d float64
+			if ceScale != 0 {
+				oh := 0.0
+				if cl == y {
+					oh = 1
+				}
+				d = ceScale * ((1-eps)*cfg.weight(y)*(p-oh) + eps/float64(c)*(sw*p-wc))
+			}
+			if dice {
+				bb := 0.0
+				if cl == y {
+					bb = b[cl]
+				}
+				d += diceScale * p * (a[cl] + bb - tbuf[j])
+			}
+			out[i] = float32(d)
+		}
+	}
+}
