@@ -489,7 +489,8 @@ func jsonString(s string) string {
 // data section shorter (ErrTruncated) or longer than the header declares, an element
 // type other than F32, F64 or I64, a vggo checkpoint from a newer format version, or a
 // checksum that does not match the data (ErrChecksum). A file without a checksum
-// (not written by vggo) loads without one. Tensors come back in data-section order.
+// (not written by vggo) loads without one. A missing file gives an error for which
+// errors.Is(err, fs.ErrNotExist) holds. Tensors come back in data-section order.
 func Load(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {

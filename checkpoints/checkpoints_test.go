@@ -221,8 +221,8 @@ func TestReferenceBytes(t *testing.T) {
 func TestLoadForeign(t *testing.T) {
 	data := append(f32le(1.5, -2), binary.LittleEndian.AppendUint64(nil, 7)...)
 	for name, b := range map[string][]byte{
-		"torch": blob(`{"__metadata__":{"format":"pt"},"bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[8,16]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 0, data),
-		"pretty": blob("{\n  \"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},\n  \"bn.num_batches_tracked\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [8, 16]}\n}", 3, data),
+		"torch":            blob(`{"__metadata__":{"format":"pt"},"bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[8,16]},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}`, 0, data),
+		"pretty":           blob("{\n  \"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]},\n  \"bn.num_batches_tracked\": {\"dtype\": \"I64\", \"shape\": [], \"data_offsets\": [8, 16]}\n}", 3, data),
 		"foreign-checksum": blob(`{"__metadata__":{"checksum":"sha256:abc"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"bn.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[8,16]}}`, 0, data),
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -141,4 +141,3 @@ func TestSubset(t *testing.T) {
 	}()
 	Subset(ds, []int{5})
 }
-

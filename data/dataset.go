@@ -37,7 +37,7 @@ type Sample struct {
 type Example struct {
 	ID    string
 	Image *image.RGBA // opaque RGB, bounds starting at 0,0
-	Mask  *image.Gray // class index per pixel, 255 = ignore; nil for classification
+	Mask  *image.Gray // class index per pixel, 255 = ignore, same size and origin; nil for classification
 	Label int         // class index (classification); -1 for segmentation
 }
 

@@ -61,7 +61,7 @@ func demoID(i int) string { return fmt.Sprintf("demo_%04d", i) }
 //	dir/ImageSets/Segmentation/{train,val,trainval}.txt
 //	dir/vggo-demo.txt                     marker, written last
 //
-// Each image holds 1 to 3 shapes of the DemoClasses on a textured background;
+// Each image holds 2 to 4 shapes of the DemoClasses on a textured background;
 // object boundaries are labelled 255, as in VOC. The output is deterministic: the
 // same config gives the same bytes. dir must be new, empty, or an earlier demo
 // dir: WriteDemo refuses to write over anything else.
@@ -201,7 +201,7 @@ type demoLook struct {
 	rgb   [3]float64
 }
 
-// demoSample draws image i: a textured background and 1-3 class shapes.
+// demoSample draws image i: a textured background and 2-4 class shapes.
 func demoSample(cfg DemoConfig, i int) (*image.RGBA, *image.Gray) {
 	r := newRNG(cfg.Seed, streamDemo, i, 0)
 	S := cfg.Size
@@ -235,9 +235,9 @@ func demoSample(cfg DemoConfig, i int) (*image.RGBA, *image.Gray) {
 		{12, [3]float64{50, 170, 70}},  // dog: green diamond, checkered
 		{15, [3]float64{205, 50, 160}}, // person: magenta upright ellipse
 	}
-	for range 1 + r.intn(3) {
+	for range 2 + r.intn(3) {
 		lk := looks[r.intn(len(looks))]
-		rad := r.uniform(0.10, 0.22) * float64(S)
+		rad := r.uniform(0.12, 0.26) * float64(S)
 		cx := r.uniform(0.5*rad, float64(S)-0.5*rad)
 		cy := r.uniform(0.5*rad, float64(S)-0.5*rad)
 		var jit [3]float64

@@ -2,9 +2,9 @@ package data
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"hash/crc32"
-	"encoding/binary"
 	"image"
 	"image/jpeg"
 	"image/png"
@@ -175,6 +175,5 @@ func (d *memDataset) Load(i int) (Example, error) {
 }
 
 func idOf(i int) string { return "s" + string(rune('a'+i/26%26)) + string(rune('a'+i%26)) }
-
 
 func asSampleError(err error, se **SampleError) bool { return errors.As(err, se) }

@@ -248,6 +248,7 @@ func TestLoaderNoLeak(t *testing.T) {
 	waitGoroutines(t, base)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	cause := errors.New("interrupt signal received")
 	n, stopped := 0, false
 	for b, err := range l.Epoch(ctx, 0, 0) {

@@ -75,7 +75,7 @@ func OpenVOC(root, split string, opts VOCOptions) (*VOC, error) {
 	}
 	f, err := os.Open(splitPath)
 	if err != nil {
-		hint := ""
+		hint := " (want ROOT/ImageSets/Segmentation/<split>.txt, one id per line)"
 		if avail := listSplits(filepath.Dir(splitPath)); avail != "" {
 			hint = " (available splits: " + avail + ")"
 		}

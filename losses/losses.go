@@ -7,7 +7,9 @@
 // (DefaultIgnoreIndex, 255, marks targets to ignore). It returns a float32 scalar node
 // that G.Grad accepts as a cost. The softmax is fused into the loss: one op computes the
 // loss with a log-sum-exp (logits of ±1e4 neither overflow nor lose the gradient) and
-// keeps what its gradient op needs, so the backward pass does not redo the forward one.
+// keeps the per-target log-sum-exp for its gradient op. Work is split into chunks fixed
+// by the shape and run on up to GOMAXPROCS goroutines; the result is the same bit for
+// bit whatever the number of goroutines.
 package losses
 
 import (
@@ -64,8 +66,8 @@ type DiceOptions struct {
 // it with LastTerms.
 type Terms struct {
 	Total   float64 // the node's value: CE + DiceWeight·Dice, or the single term
-	CE      float64 // cross-entropy term; 0 if not part of the loss
-	Dice    float64 // dice term; 0 if not part of the loss
+	CE      float64 // cross-entropy; 0 if not part of the loss
+	Dice    float64 // dice loss, before DiceWeight; 0 if not part of the loss
 	Counted int64   // targets (pixels or samples) not ignored
 	Weight  float64 // Σ w[label] over the counted targets: the divisor of the CE mean
 }

@@ -186,6 +186,10 @@ type SGDConfig struct {
 //	buf = momentum·buf + (1-dampening)·g (later steps, if momentum != 0)
 //	g = g + momentum·buf if nesterov, else g = buf
 //	p = p - lr·g
+//
+// Torch's vectorized CPU kernels may fuse a multiply and an add, so expect agreement
+// with torch to the last bit or two; runs of vggo itself are bit-reproducible. An SGD
+// is not safe for concurrent use.
 type SGD struct {
 	cfg  SGDConfig
 	step int64
@@ -345,7 +349,8 @@ type AdamConfig struct {
 // as torch does with Python floats. Torch ≥ 2.0 updates m with
 // exp_avg.lerp_(grad, 1-β1), algebraically the same as the line above, and its
 // vectorized CPU kernels may fuse a multiply and an add: expect agreement with torch to
-// the last bit or two, not bit for bit. Runs of vggo itself are bit-reproducible.
+// the last bit or two, not bit for bit. Runs of vggo itself are bit-reproducible. An
+// Adam is not safe for concurrent use.
 type Adam struct {
 	cfg       AdamConfig
 	decoupled bool

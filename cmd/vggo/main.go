@@ -100,7 +100,7 @@ func find(name string) *command {
 
 func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "vggo trains and runs VGG-family classifiers and segmentation models in pure Go.")
-	fmt.Fprintln(w, "\nUsage:\n\n\tvggo <command> [arguments]\n\nThe commands are:\n")
+	fmt.Fprint(w, "\nUsage:\n\n\tvggo <command> [arguments]\n\nThe commands are:\n\n")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "\t%-10s %s\n", c.name, c.short)
 	}

@@ -41,7 +41,9 @@ func ConvOutSize(in, k, stride, padBefore, padAfter int) int {
 // gemm.Sgemm, building col in tiles of output positions (1x1 stride-1 unpadded
 // convolutions multiply x directly), and writes NCHW output with the bias fused in.
 // Its gradients with respect to x, w and b are three separate ops. Outputs and scratch
-// belong to the op and are reused by every run of the graph.
+// belong to the op and are reused by every run of the graph: a value read after one run
+// is overwritten by the next (copy it to keep it), and a graph must not be run by two
+// machines at once.
 func Conv2D(x, w, b *G.Node, cfg ConvConfig) (*G.Node, error) {
 	geom, err := newConvGeom(x, w, b, cfg)
 	if err != nil {
@@ -166,7 +168,8 @@ func (g *convGeom) tile() int {
 	return (hw + nt - 1) / nt
 }
 
-// writeHash writes the op's kind and every parameter.
+// convWriteHash writes an op's String, which names its kind and every parameter, into
+// h. It and the other conv* helpers below are shared with the linear ops.
 func convWriteHash(h hash.Hash, s fmt.Stringer) { _, _ = io.WriteString(h, s.String()) }
 
 func convHashcode(s fmt.Stringer) uint32 {
@@ -179,7 +182,7 @@ func convTensorType(dims int) G.TensorType { return G.TensorType{Dims: dims, Of:
 
 // convOutput is an op's output tensor: allocated on the first run and returned by
 // every later run. If a downstream op has reshaped or transposed the tensor in place
-// (Gorgonia's unsafe Reshape does), a fresh header over the same data replaces it.
+// (as Gorgonia's Reshape.UnsafeDo would), a fresh header over the same data replaces it.
 type convOutput struct {
 	shape tensor.Shape
 	data  []float32

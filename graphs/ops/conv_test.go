@@ -394,17 +394,17 @@ func TestConv2DDoErrors(t *testing.T) {
 func TestConvGradDoErrors(t *testing.T) {
 	c := convCase{n: 2, cin: 3, h: 6, w: 6, cout: 4, kh: 3, kw: 3, sh: 1, sw: 1, bias: true}
 	ops, args := convBenchOps(t, c)
-	badDy := randTensor(5, 2, 4, 4, 4)
+	badDy := randTensor(5, 2, 4, 5, 5)
 	for _, e := range []struct {
 		op     G.Op
 		inputs []G.Value
 		want   string
 	}{
 		{ops[1], args[1][:1], "ops: conv2d grad x: got 1 inputs, want 2"},
-		{ops[1], []G.Value{args[1][0], badDy}, "ops: conv2d grad x: output gradient has shape (2, 4, 4, 4), want (2, 4, 6, 6)"},
+		{ops[1], []G.Value{args[1][0], badDy}, "ops: conv2d grad x: output gradient has shape (2, 4, 5, 5), want (2, 4, 4, 4)"},
 		{ops[2], []G.Value{randTensor(5, 2, 3, 6), args[2][1]}, "ops: conv2d grad w: x has shape (2, 3, 6), want (2, 3, 6, 6)"},
 		{ops[2], []G.Value{args[2][0], G.NewF32(1)}, "ops: conv2d grad w: output gradient is a *gorgonia.F32, want *tensor.Dense"},
-		{ops[3], []G.Value{badDy}, "ops: conv2d grad b: output gradient has shape (2, 4, 4, 4), want (2, 4, 6, 6)"},
+		{ops[3], []G.Value{badDy}, "ops: conv2d grad b: output gradient has shape (2, 4, 5, 5), want (2, 4, 4, 4)"},
 	} {
 		if _, err := e.op.Do(e.inputs...); err == nil || err.Error() != e.want {
 			t.Errorf("%v: got error %v, want %q", e.op, err, e.want)

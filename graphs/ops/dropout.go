@@ -3,6 +3,7 @@ package ops
 import (
 	"fmt"
 	"hash"
+	"math"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -76,12 +77,13 @@ func dropoutKey(seed, layer, step uint64) uint64 {
 // apply writes dst[i] = src[i]*scale where element off+i is kept, else 0.
 func (m *dropoutMask) apply(dst, src []float32, off int) {
 	key, thresh, scale := m.key, m.thresh, m.scale
+	dst = dst[:len(src)]
 	for i, v := range src {
+		var keep uint32 // branch-free select: a random branch mispredicts often
 		if mix64(key+uint64(off+i)*golden64)>>11 < thresh {
-			dst[i] = v * scale
-		} else {
-			dst[i] = 0
+			keep = 1
 		}
+		dst[i] = math.Float32frombits(math.Float32bits(v*scale) & -keep)
 	}
 }
 

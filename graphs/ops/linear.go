@@ -17,7 +17,8 @@ import (
 //
 // Each product is one gemm.Sgemm call (which parallelises internally); the bias is
 // fused into the forward product. The gradients with respect to x, w and b are three
-// separate ops. Outputs belong to the op and are reused by every run of the graph.
+// separate ops. Outputs belong to the op and are reused by every run of the graph, as
+// for Conv2D.
 func Linear(x, w, b *G.Node) (*G.Node, error) {
 	geom, err := newLinearGeom(x, w, b)
 	if err != nil {

@@ -207,19 +207,40 @@ func maxPoolPlane(y []float32, idx []int32, x []float32, h, w, oh, ow int, c *Po
 			w0 := j*c.StrideW - c.Pad.Left
 			w1 := min(w0+c.KW, w)
 			w0 = max(w0, 0)
+			// Branch-free scan (the index update compiles to a conditional move and max
+			// propagates NaN); a NaN result is redone with the exact rule.
 			m, mi := negInf, h0*w+w0
 			for r := h0; r < h1; r++ {
-				row := x[r*w : r*w+w1]
-				for q := w0; q < w1; q++ {
-					if v := row[q]; v > m || v != v {
-						m, mi = v, r*w+q
+				base := r*w + w0
+				for q, v := range x[base : r*w+w1] {
+					if v > m {
+						mi = base + q
 					}
+					m = max(m, v)
 				}
+			}
+			if m != m {
+				m, mi = maxPoolNaN(x, h0, h1, w0, w1, w)
 			}
 			y[i*ow+j] = m
 			idx[i*ow+j] = int32(mi)
 		}
 	}
+}
+
+// maxPoolNaN applies PyTorch's rule to one window: v > max or v is NaN replaces the
+// maximum, so the last NaN wins.
+func maxPoolNaN(x []float32, h0, h1, w0, w1, w int) (float32, int) {
+	m, mi := float32(math.Inf(-1)), h0*w+w0
+	for r := h0; r < h1; r++ {
+		base := r*w + w0
+		for q, v := range x[base : r*w+w1] {
+			if v > m || v != v {
+				m, mi = v, base+q
+			}
+		}
+	}
+	return m, mi
 }
 
 // maxPool2x2Plane is maxPoolPlane for 2x2 windows, stride 2, no padding (VGG's pools).
@@ -230,18 +251,26 @@ func maxPool2x2Plane(y []float32, idx []int32, x []float32, w, oh, ow int) {
 		yr, ir := y[i*ow:(i+1)*ow], idx[i*ow:(i+1)*ow]
 		base := 2 * i * w
 		for j := range yr {
-			// Same order and rule as the general loop: first max wins, NaN wins.
-			m, mi := r0[2*j], base+2*j
-			if v := r0[2*j+1]; v > m || v != v {
-				m, mi = v, base+2*j+1
+			// Same rule as the general loop (first maximum wins), branch-free.
+			a, b, c, d := r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
+			m, k := a, 0
+			if b > m {
+				k = 1
 			}
-			if v := r1[2*j]; v > m || v != v {
-				m, mi = v, base+w+2*j
+			m = max(m, b)
+			if c > m {
+				k = w
 			}
-			if v := r1[2*j+1]; v > m || v != v {
-				m, mi = v, base+w+2*j+1
+			m = max(m, c)
+			if d > m {
+				k = w + 1
 			}
-			yr[j], ir[j] = m, int32(mi)
+			m = max(m, d)
+			if m != m {
+				m, k = maxPoolNaN(x, 2*i, 2*i+2, 2*j, 2*j+2, w)
+				k -= base + 2*j
+			}
+			yr[j], ir[j] = m, int32(base+2*j+k)
 		}
 	}
 }

@@ -279,6 +279,9 @@ func BenchmarkMaxPool2D(b *testing.B) {
 			fwd := y.Op().(*maxPoolOp)
 			dyt := randTensor(2, y.Shape()...)
 			diff := &maxPoolDiffOp{fwd: fwd}
+			if _, err := fwd.Do(xt); err != nil { // allocates the op-owned buffers
+				b.Fatal(err)
+			}
 			b.Run("forward", func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
@@ -288,6 +291,10 @@ func BenchmarkMaxPool2D(b *testing.B) {
 				}
 			})
 			b.Run("forward+backward", func(b *testing.B) {
+				yv, _ := fwd.Do(xt)
+				if _, err := diff.Do(yv, dyt); err != nil {
+					b.Fatal(err)
+				}
 				b.ReportAllocs()
 				for b.Loop() {
 					yv, err := fwd.Do(xt)

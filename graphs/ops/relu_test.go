@@ -135,3 +135,75 @@ func TestReLUErrors(t *testing.T) {
 	_, err = ReLU(nil)
 	wantErr(t, err, "ops: relu: x is nil")
 }
+
+// TestNoTrainModeOps: NewTapeMachine calls SetTraining on ops implementing TrainModeOp;
+// these ops fix their mode when the graph is built.
+func TestNoTrainModeOps(t *testing.T) {
+	for _, op := range []any{
+		&reluOp{}, &reluDiffOp{}, &flattenOp{}, &upsampleOp{}, &upsampleDiffOp{}, &concatOp{}, &concatDiffOp{},
+		&dropoutOp{}, &dropoutDiffOp{}, &maxPoolOp{}, &maxPoolDiffOp{}, &maxUnpoolOp{}, &maxUnpoolDiffOp{},
+		&bnOp{}, &bnDiffOp{}, &bnParamGradOp{},
+	} {
+		if _, ok := op.(G.TrainModeOp); ok {
+			t.Errorf("%T implements TrainModeOp", op)
+		}
+		if _, ok := op.(G.Op); !ok {
+			t.Errorf("%T does not implement Op", op)
+		}
+	}
+}
+
+// TestVariantsStayApart builds ops that differ in one parameter on the same input and
+// checks that hash-consing keeps every one its own node (and merges exact repeats).
+func TestVariantsStayApart(t *testing.T) {
+	g := G.NewGraph()
+	x := G.NewTensor(g, tensor.Float32, 4, G.WithShape(2, 3, 8, 8), G.WithName("x"))
+	gamma := G.NewVector(g, tensor.Float32, G.WithShape(3), G.WithName("gamma"))
+	beta := G.NewVector(g, tensor.Float32, G.WithShape(3), G.WithName("beta"))
+	bn := func(name string, momentum, eps float64, training bool) func() (*G.Node, error) {
+		st := NewBatchNormState(name, 3)
+		st.Momentum, st.Eps = momentum, eps
+		return func() (*G.Node, error) { return BatchNorm2D(x, gamma, beta, st, training) }
+	}
+	pool := func(cfg PoolConfig) func() (*G.Node, error) {
+		return func() (*G.Node, error) { return MaxPool2D(x, cfg, nil) }
+	}
+	st := &DropoutState{Seed: 1, Layer: 1}
+	drop := func(p float64, st *DropoutState) func() (*G.Node, error) {
+		return func() (*G.Node, error) { return Dropout(x, p, st, true) }
+	}
+	builds := []func() (*G.Node, error){
+		bn("a", 0.1, 1e-5, true), bn("a", 0.1, 1e-5, false), bn("b", 0.1, 1e-5, true),
+		bn("c", 0.2, 1e-5, true), bn("d", 0.1, 1e-3, true),
+		pool(PoolConfig{KH: 2, KW: 2}), pool(PoolConfig{KH: 2, KW: 2, CeilMode: true}),
+		pool(PoolConfig{KH: 2, KW: 2, StrideH: 1, StrideW: 1}), pool(PoolConfig{KH: 3, KW: 3, StrideH: 2, StrideW: 2}),
+		pool(PoolConfig{KH: 3, KW: 3, StrideH: 2, StrideW: 2, Pad: Padding{Top: 1}}),
+		pool(PoolConfig{KH: 3, KW: 3, StrideH: 2, StrideW: 2, Pad: Padding{Bottom: 1}}),
+		func() (*G.Node, error) { return MaxPool2D(x, PoolConfig{KH: 2, KW: 2}, NewArgmax("p1")) },
+		func() (*G.Node, error) { return MaxPool2D(x, PoolConfig{KH: 2, KW: 2}, NewArgmax("p2")) },
+		drop(0.5, st), drop(0.4, st), drop(0.5, &DropoutState{Seed: 1, Layer: 2}),
+		func() (*G.Node, error) { return Upsample2D(x, 2) },
+		func() (*G.Node, error) { return Upsample2D(x, 3) },
+		func() (*G.Node, error) { return ReLU(x) },
+		func() (*G.Node, error) { return Flatten(x) },
+		func() (*G.Node, error) { return Concat(x, x) },
+		func() (*G.Node, error) { return Concat(x, x, x) },
+	}
+	seen := map[*G.Node]int{}
+	for i, b := range builds {
+		n, err := b()
+		if err != nil {
+			t.Fatalf("build %d: %v", i, err)
+		}
+		if j, ok := seen[n]; ok {
+			t.Errorf("builds %d (%v) and %d merged", i, n.Op(), j)
+		}
+		seen[n] = i
+		// Building the same thing again (same state) gives the same node.
+		if i != 11 && i != 12 { // an Argmax is single-use
+			if again, err := b(); err != nil || again != n {
+				t.Errorf("build %d repeated: got %v, %v, want the same node", i, again, err)
+			}
+		}
+	}
+}

@@ -12,6 +12,8 @@ import (
 type workspace struct {
 	a, b []float32
 	tmp  []float32 // one mr×nr tile for partial tiles at the right edge of C
+
+	pfA, pfB prefetcher
 }
 
 var workspaces struct {
@@ -77,6 +79,7 @@ func region(k *impl, p *problem, ws *workspace, m0, m1, n0, n1 int) {
 	ws.tmp = grow(ws.tmp, mr*nr)
 	c := p.c
 	ldc := p.ldc
+	pfA, pfB := &ws.pfA, &ws.pfB
 	for ic := m0; ic < m1; ic += mc {
 		mb := min(mc, m1-ic)
 		for pc := 0; pc < p.k; pc += kc {
@@ -86,9 +89,38 @@ func region(k *impl, p *problem, ws *workspace, m0, m1, n0, n1 int) {
 				beta = 1
 			}
 			packA(ws.a, p, ic, mb, pc, kb, mr)
+			// Prefetch the next A block during this one.
+			callsA := ceilDiv(mb, mr) * ceilDiv(n1-n0, nr)
+			switch {
+			case pc+kc < p.k:
+				pfA.setA(p, ic, mb, pc+kc, min(kc, p.k-pc-kc), callsA)
+			case ic+mc < m1:
+				pfA.setA(p, ic+mc, min(mc, m1-ic-mc), 0, kc, callsA)
+			default:
+				pfA.clear()
+			}
 			for jc := n0; jc < n1; jc += nc {
 				nb := min(nc, n1-jc)
-				packB(ws.b, p, jc, nb, pc, kb, nr, lanes)
+				// Full B micro-panels of a non-transposed B are packed by the first row of
+				// micro-kernels (fused), the rest here.
+				fused := k.packKern != nil && !p.transB && !noFuse
+				packed := 0
+				if fused {
+					packed = nb / nr * nr
+				}
+				packB(ws.b[packed*kb:], p, jc+packed, nb-packed, pc, kb, nr, lanes, k.half)
+				// Prefetch the next B block during this one.
+				callsB := ceilDiv(mb, mr) * ceilDiv(nb, nr)
+				switch {
+				case jc+nc < n1:
+					pfB.setB(p, jc+nc, min(nc, n1-jc-nc), pc, kb, callsB)
+				case pc+kc < p.k:
+					pfB.setB(p, n0, min(nc, n1-n0), pc+kc, min(kc, p.k-pc-kc), callsB)
+				case ic+mc < m1:
+					pfB.setB(p, n0, min(nc, n1-n0), 0, kc, callsB)
+				default:
+					pfB.clear()
+				}
 				for ir := 0; ir < mb; ir += mr {
 					mrr := min(mr, mb-ir)
 					ap := &ws.a[ir*kb]
@@ -96,14 +128,28 @@ func region(k *impl, p *problem, ws *workspace, m0, m1, n0, n1 int) {
 					for jr := 0; jr < nb; jr += nr {
 						nrr := min(nr, nb-jr)
 						nv := (nrr + lanes - 1) / lanes
+						w := nv * lanes
+						if nrr <= k.half {
+							nv, w = 0, k.half
+						}
 						bp := &ws.b[jr*kb]
+						pf, pfld, pfn := pfB.next(kb)
+						if pfn == 0 {
+							pf, pfld, pfn = pfA.next(kb)
+							if pfn == 0 {
+								pf = uintptr(unsafe.Pointer(bp))
+							}
+						}
 						ci := (ic+ir)*ldc + jc + jr
-						if nrr == nv*lanes {
-							kr[nv](ap, bp, &c[ci], kb, ldc, beta)
+						if ir == 0 && jr < packed {
+							k.packKern[mrr](ap, bp, &c[ci], kb, ldc, beta, pf, pfld, pfn, &p.b[pc*p.ldb+jc+jr], p.ldb)
 							continue
 						}
-						w := nv * lanes
-						kr[nv](ap, bp, &ws.tmp[0], kb, w, 0)
+						if nrr == w {
+							kr[nv](ap, bp, &c[ci], kb, ldc, beta, pf, pfld, pfn)
+							continue
+						}
+						kr[nv](ap, bp, &ws.tmp[0], kb, w, 0, pf, pfld, pfn)
 						mergeTile(c[ci:], ldc, ws.tmp, w, mrr, nrr, beta)
 					}
 				}
@@ -133,6 +179,14 @@ func mergeTile(c []float32, ldc int, t []float32, ldt, mr, nr int, beta float32)
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }
+
+// tailWidth is the packed width of a B micro-panel of cols columns.
+func tailWidth(cols, lanes, half int) int {
+	if cols <= half {
+		return half
+	}
+	return roundUp(cols, lanes)
+}
 
 // packA packs alpha*op(A)[i0:i0+mb, p0:p0+kb] into micro-panels of mr rows (the last one
 // may be shorter): panel q holds rows i0+q*mr.. at dst[q*mr*kb:], element (i, p) at
@@ -164,34 +218,34 @@ func packA(dst []float32, p *problem, i0, mb, p0, kb, mr int) {
 }
 
 // packB packs op(B)[p0:p0+kb, j0:j0+nb] into micro-panels of nr columns; the last panel is
-// rounded up to a multiple of lanes and zero-padded. Panel q starts at dst[q*nr*kb] and
-// holds element (p, j) at [p*w+j] where w is the panel's (padded) width.
-func packB(dst []float32, p *problem, j0, nb, p0, kb, nr, lanes int) {
+// rounded up to a multiple of lanes (or to half when it is at most half wide) and
+// zero-padded. Panel q starts at dst[q*nr*kb] and holds element (p, j) at [p*w+j] where w
+// is the panel's (padded) width.
+func packB(dst []float32, p *problem, j0, nb, p0, kb, nr, lanes, half int) {
 	b, ldb := p.b, p.ldb
 	full := nb / nr * nr // columns in full panels
 	if !p.transB {
 		// op(B)[p, j] = B[p, j]: stream along each row of B, scattering nr-wide runs
-		// to the panels (fixed-size copies compile to plain vector moves).
-		for q := 0; q < kb; q++ {
-			src := b[(p0+q)*ldb+j0 : (p0+q)*ldb+j0+nb]
-			switch nr {
-			case 32:
-				for jr := 0; jr < full; jr += 32 {
-					*(*[32]float32)(dst[jr*kb+q*32:]) = *(*[32]float32)(src[jr:])
-				}
-			case 16:
-				for jr := 0; jr < full; jr += 16 {
-					*(*[16]float32)(dst[jr*kb+q*16:]) = *(*[16]float32)(src[jr:])
-				}
-			default:
+		// to the panels.
+		if haveAVX && nr%8 == 0 && full > 0 {
+			// Bounds: the last row read and the last panel element written.
+			_ = b[(p0+kb-1)*ldb+j0+full-1]
+			_ = dst[full*kb-1]
+			copyPanels(&dst[0], &b[p0*ldb+j0], ldb, kb, full/nr, nr)
+		} else {
+			for q := 0; q < kb; q++ {
+				src := b[(p0+q)*ldb+j0 : (p0+q)*ldb+j0+full]
 				for jr := 0; jr < full; jr += nr {
 					copy(dst[jr*kb+q*nr:jr*kb+q*nr+nr], src[jr:jr+nr])
 				}
 			}
-			if cols := nb - full; cols > 0 {
-				w := roundUp(cols, lanes)
+		}
+		if cols := nb - full; cols > 0 {
+			w := tailWidth(cols, lanes, half)
+			for q := 0; q < kb; q++ {
+				src := b[(p0+q)*ldb+j0+full : (p0+q)*ldb+j0+nb]
 				dq := dst[full*kb+q*w : full*kb+q*w+w]
-				copy(dq, src[full:])
+				copy(dq, src)
 				clear(dq[cols:])
 			}
 		}
@@ -200,7 +254,7 @@ func packB(dst []float32, p *problem, j0, nb, p0, kb, nr, lanes int) {
 	// op(B)[p, j] = B[j, p]: transpose.
 	for jr := 0; jr < nb; jr += nr {
 		cols := min(nr, nb-jr)
-		w := roundUp(cols, lanes)
+		w := tailWidth(cols, lanes, half)
 		d := dst[jr*kb : jr*kb+w*kb]
 		packT(d, w, b[(j0+jr)*ldb+p0:], ldb, cols, kb, 1)
 		if cols < w {
@@ -216,7 +270,7 @@ func packB(dst []float32, p *problem, j0, nb, p0, kb, nr, lanes int) {
 // rows overlaps the previous one rather than falling back to scalar code).
 func packT(d []float32, ldd int, s []float32, lds, rows, n int, alpha float32) {
 	n8 := 0
-	if useTranspose8 && rows >= 8 && n >= 8 {
+	if haveAVX && rows >= 8 && n >= 8 {
 		n8 = n &^ 7
 		_ = s[(rows-1)*lds+n8-1]
 		_ = d[(n8-1)*ldd+rows-1]

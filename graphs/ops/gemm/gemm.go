@@ -105,8 +105,13 @@ type problem struct {
 	ldc            int
 }
 
-// microKernel computes one tile of C from packed panels; see gen_kernels.go.
-type microKernel func(a, b, c *float32, kc, ldc int, beta float32)
+// microKernel computes one tile of C from packed panels and issues pfn prefetches of
+// lines pfld bytes apart from address pf on the side; see gen_kernels.go.
+type microKernel func(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+// packKernel is a full-width microKernel that also packs its B micro-panel: it reads op(B)
+// rows from bsrc, ldb floats apart, and stores them to b while computing.
+type packKernel func(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 // impl is one kernel family with its tile and cache-block sizes.
 type impl struct {
@@ -114,11 +119,16 @@ type impl struct {
 	mr    int // rows of the largest tile (A values broadcast per k step)
 	lanes int // float32 lanes per vector
 	nv    int // vectors per tile row: nr = nv*lanes
+	half  int // lanes of the kern[mr][0] kernels for narrow right edges (0: none)
 	kc    int // k block: an mr×kc A micro-panel stays in L1
 	nc    int // n block: a kc×nc packed B block stays in L2
 	mc    int // m block: an mc×kc packed A block (L2/L3)
-	// kern[mr][nv] computes an mr×(nv*lanes) tile, 1 <= mr <= this.mr, 1 <= nv <= this.nv.
+	// kern[mr][nv] computes an mr×(nv*lanes) tile, 1 <= mr <= this.mr, 1 <= nv <= this.nv;
+	// kern[mr][0] an mr×half one when half > 0.
 	kern [][]microKernel
+	// packKern[mr], when not nil, is kern[mr][nv] fused with the packing of B (not
+	// transposed): the first micro-panel of A packs each B micro-panel as it goes.
+	packKern []packKernel
 	// flopsPerCycle is a rough per-core throughput used to weigh packing against compute
 	// when splitting work across threads.
 	flopsPerCycle float64

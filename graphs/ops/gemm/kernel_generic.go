@@ -31,7 +31,7 @@ func genericKernels() [][]microKernel {
 // tile views n float32s starting at p as a slice.
 func tile(p *float32, n int) []float32 { return unsafe.Slice(p, n) }
 
-func genericKernel4x4(a, b, c *float32, kc, ldc int, beta float32) {
+func genericKernel4x4(a, b, c *float32, kc, ldc int, beta float32, _ uintptr, _, _ int) {
 	as, bs := tile(a, 4*kc), tile(b, 4*kc)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 float32
 	for p := 0; p < kc; p++ {
@@ -77,15 +77,15 @@ func storeRow4(c []float32, beta float32, v0, v1, v2, v3 float32) {
 	c[0], c[1], c[2], c[3] = v0, v1, v2, v3
 }
 
-func genericKernel1x4(a, b, c *float32, kc, ldc int, beta float32) {
+func genericKernel1x4(a, b, c *float32, kc, ldc int, beta float32, _ uintptr, _, _ int) {
 	genericKernelNx4(1, a, b, c, kc, ldc, beta)
 }
 
-func genericKernel2x4(a, b, c *float32, kc, ldc int, beta float32) {
+func genericKernel2x4(a, b, c *float32, kc, ldc int, beta float32, _ uintptr, _, _ int) {
 	genericKernelNx4(2, a, b, c, kc, ldc, beta)
 }
 
-func genericKernel3x4(a, b, c *float32, kc, ldc int, beta float32) {
+func genericKernel3x4(a, b, c *float32, kc, ldc int, beta float32, _ uintptr, _, _ int) {
 	genericKernelNx4(3, a, b, c, kc, ldc, beta)
 }
 

@@ -5,106 +5,209 @@
 package gemm
 
 //go:noescape
-func sgemm_avx512_1x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_1xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_1x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_1x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_2x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_1x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_2x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_1x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_3x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_2xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_3x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_2x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_4x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_2x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_4x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_2x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_5x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_3xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_5x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_3x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_6x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_3x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_6x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_3x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_7x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_4xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_7x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_4x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_8x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_4x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_8x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_4x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_9x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_5xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_9x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_5x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_10x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_5x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_10x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_5x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_11x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_6xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_11x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_6x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_12x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_6x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_12x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_6x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx512_13x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_7xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_13x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_7x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_14x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_7x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx512_14x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx512_7x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
-// avx512Kernels[mr][nv] computes an mr×(nv·16) tile.
+//go:noescape
+func sgemm_avx512_8xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_8x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_8x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_8x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_9xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_9x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_9x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_9x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_10xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_10x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_10x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_10x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_11xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_11x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_11x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_11x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_12xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_12x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_12x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_12x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_13xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_13x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_13x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_13x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx512_14xh(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_14x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_14x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx512_14x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+// avx512PackKernels[mr] computes a full-width mr-row tile while packing B.
+var avx512PackKernels = []packKernel{
+	0:  nil,
+	1:  sgemm_avx512_1x2p,
+	2:  sgemm_avx512_2x2p,
+	3:  sgemm_avx512_3x2p,
+	4:  sgemm_avx512_4x2p,
+	5:  sgemm_avx512_5x2p,
+	6:  sgemm_avx512_6x2p,
+	7:  sgemm_avx512_7x2p,
+	8:  sgemm_avx512_8x2p,
+	9:  sgemm_avx512_9x2p,
+	10: sgemm_avx512_10x2p,
+	11: sgemm_avx512_11x2p,
+	12: sgemm_avx512_12x2p,
+	13: sgemm_avx512_13x2p,
+	14: sgemm_avx512_14x2p,
+}
+
+// avx512Kernels[mr][nv] computes an mr×(nv·16) tile; [mr][0] an mr×8 one.
 var avx512Kernels = [][]microKernel{
 	0:  nil,
-	1:  {nil, sgemm_avx512_1x1, sgemm_avx512_1x2},
-	2:  {nil, sgemm_avx512_2x1, sgemm_avx512_2x2},
-	3:  {nil, sgemm_avx512_3x1, sgemm_avx512_3x2},
-	4:  {nil, sgemm_avx512_4x1, sgemm_avx512_4x2},
-	5:  {nil, sgemm_avx512_5x1, sgemm_avx512_5x2},
-	6:  {nil, sgemm_avx512_6x1, sgemm_avx512_6x2},
-	7:  {nil, sgemm_avx512_7x1, sgemm_avx512_7x2},
-	8:  {nil, sgemm_avx512_8x1, sgemm_avx512_8x2},
-	9:  {nil, sgemm_avx512_9x1, sgemm_avx512_9x2},
-	10: {nil, sgemm_avx512_10x1, sgemm_avx512_10x2},
-	11: {nil, sgemm_avx512_11x1, sgemm_avx512_11x2},
-	12: {nil, sgemm_avx512_12x1, sgemm_avx512_12x2},
-	13: {nil, sgemm_avx512_13x1, sgemm_avx512_13x2},
-	14: {nil, sgemm_avx512_14x1, sgemm_avx512_14x2},
+	1:  {sgemm_avx512_1xh, sgemm_avx512_1x1, sgemm_avx512_1x2},
+	2:  {sgemm_avx512_2xh, sgemm_avx512_2x1, sgemm_avx512_2x2},
+	3:  {sgemm_avx512_3xh, sgemm_avx512_3x1, sgemm_avx512_3x2},
+	4:  {sgemm_avx512_4xh, sgemm_avx512_4x1, sgemm_avx512_4x2},
+	5:  {sgemm_avx512_5xh, sgemm_avx512_5x1, sgemm_avx512_5x2},
+	6:  {sgemm_avx512_6xh, sgemm_avx512_6x1, sgemm_avx512_6x2},
+	7:  {sgemm_avx512_7xh, sgemm_avx512_7x1, sgemm_avx512_7x2},
+	8:  {sgemm_avx512_8xh, sgemm_avx512_8x1, sgemm_avx512_8x2},
+	9:  {sgemm_avx512_9xh, sgemm_avx512_9x1, sgemm_avx512_9x2},
+	10: {sgemm_avx512_10xh, sgemm_avx512_10x1, sgemm_avx512_10x2},
+	11: {sgemm_avx512_11xh, sgemm_avx512_11x1, sgemm_avx512_11x2},
+	12: {sgemm_avx512_12xh, sgemm_avx512_12x1, sgemm_avx512_12x2},
+	13: {sgemm_avx512_13xh, sgemm_avx512_13x1, sgemm_avx512_13x2},
+	14: {sgemm_avx512_14xh, sgemm_avx512_14x1, sgemm_avx512_14x2},
 }
 
 const (
@@ -114,40 +217,69 @@ const (
 )
 
 //go:noescape
-func sgemm_avx2_1x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_1x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_1x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_1x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_2x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_1x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx2_2x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_2x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_3x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_2x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_3x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_2x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx2_4x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_3x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_4x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_3x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_5x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_3x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
 
 //go:noescape
-func sgemm_avx2_5x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_4x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_6x1(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_4x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
 
 //go:noescape
-func sgemm_avx2_6x2(a, b, c *float32, kc, ldc int, beta float32)
+func sgemm_avx2_4x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx2_5x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx2_5x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx2_5x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+//go:noescape
+func sgemm_avx2_6x1(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx2_6x2(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int)
+
+//go:noescape
+func sgemm_avx2_6x2p(a, b, c *float32, kc, ldc int, beta float32, pf uintptr, pfld, pfn int, bsrc *float32, ldb int)
+
+// avx2PackKernels[mr] computes a full-width mr-row tile while packing B.
+var avx2PackKernels = []packKernel{
+	0: nil,
+	1: sgemm_avx2_1x2p,
+	2: sgemm_avx2_2x2p,
+	3: sgemm_avx2_3x2p,
+	4: sgemm_avx2_4x2p,
+	5: sgemm_avx2_5x2p,
+	6: sgemm_avx2_6x2p,
+}
 
 // avx2Kernels[mr][nv] computes an mr×(nv·8) tile.
 var avx2Kernels = [][]microKernel{

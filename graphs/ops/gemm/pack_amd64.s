@@ -92,3 +92,51 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+// func copyPanels(dst, src *float32, lds, kb, panels, w int)
+//
+// For q < kb, p < panels: copies w floats (w a multiple of 8) from src[q*lds+p*w:] to
+// dst[p*w*kb+q*w:]: it packs kb rows of `panels` w-wide panels. Needs AVX.
+TEXT ·copyPanels(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ lds+16(FP), R8
+	SHLQ $2, R8
+	MOVQ kb+24(FP), CX
+	MOVQ panels+32(FP), R9
+	MOVQ w+40(FP), R10
+	MOVQ R10, R11
+	IMULQ CX, R11
+	SHLQ $2, R11
+	SHLQ $2, R10
+	TESTQ CX, CX
+	JZ cpdone
+	TESTQ R9, R9
+	JZ cpdone
+
+cprow:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R9, DX
+
+cppanel:
+	XORQ R13, R13
+
+cpchunk:
+	VMOVUPS (AX)(R13*1), Y0
+	VMOVUPS Y0, (BX)(R13*1)
+	ADDQ $32, R13
+	CMPQ R13, R10
+	JLT cpchunk
+	ADDQ R10, AX
+	ADDQ R11, BX
+	DECQ DX
+	JNZ cppanel
+	ADDQ R8, SI
+	ADDQ R10, DI
+	DECQ CX
+	JNZ cprow
+
+cpdone:
+	VZEROUPPER
+	RET

@@ -14,7 +14,10 @@ const parallelMinFlops = 4 << 20
 const maxParts = 64
 
 // job is one multi-threaded Sgemm call. The caller and the helpers it wakes claim parts
-// (rectangles of C) through next until none are left.
+// (rectangles of C) through next until none are left. A helper that gets to a job only
+// after the caller has finished it (because it was busy with another call's job) does
+// nothing: the caller never waits for helpers that have not started, only for those
+// still computing a part.
 type job struct {
 	k      *impl
 	p      problem
@@ -22,31 +25,59 @@ type job struct {
 	mu, nu int // C size in micro-tile units
 	parts  int32
 	next   atomic.Int32
-	wg     sync.WaitGroup
+
+	lock   sync.Mutex
+	idle   sync.Cond // signalled when active drops to 0
+	gen    uint64    // bumped when the caller is done; stale wake-ups see a new gen
+	active int       // helpers inside work()
 }
 
-var jobPool = sync.Pool{New: func() any { return new(job) }}
+// wake is what a helper receives: a job and the generation it was woken for.
+type wake struct {
+	j   *job
+	gen uint64
+}
+
+var jobPool = sync.Pool{New: func() any {
+	j := new(job)
+	j.idle.L = &j.lock
+	return j
+}}
 
 // helpers is the pool of long-lived helper goroutines, started on demand.
 var helpers struct {
 	mu sync.Mutex
 	n  int
-	ch chan *job
+	ch chan wake
 }
 
 func startHelpers(n int) {
 	helpers.mu.Lock()
 	defer helpers.mu.Unlock()
 	if helpers.ch == nil {
-		helpers.ch = make(chan *job, 4*maxParts)
+		helpers.ch = make(chan wake, 4*maxParts)
 	}
 	for ; helpers.n < n; helpers.n++ {
-		go func(ch <-chan *job) {
-			for j := range ch {
-				j.work()
-				j.wg.Done()
-			}
-		}(helpers.ch)
+		go helper(helpers.ch)
+	}
+}
+
+func helper(ch <-chan wake) {
+	for w := range ch {
+		j := w.j
+		j.lock.Lock()
+		if j.gen != w.gen {
+			j.lock.Unlock()
+			continue
+		}
+		j.active++
+		j.lock.Unlock()
+		j.work()
+		j.lock.Lock()
+		if j.active--; j.active == 0 {
+			j.idle.Broadcast()
+		}
+		j.lock.Unlock()
 	}
 }
 
@@ -103,16 +134,26 @@ func runParallel(k *impl, p *problem, tm, tn, mu, nu int) {
 	j.tm, j.tn, j.mu, j.nu = tm, tn, mu, nu
 	j.parts = int32(tm * tn)
 	j.next.Store(0)
+	j.lock.Lock()
+	gen := j.gen
+	j.lock.Unlock()
 	nh := tm*tn - 1
 	startHelpers(nh)
-	j.wg.Add(nh)
 	for i := 0; i < nh; i++ {
-		helpers.ch <- j
+		select {
+		case helpers.ch <- wake{j, gen}:
+		default: // helpers are swamped: the caller will do the parts itself
+		}
 	}
 	j.work()
-	// Wait for every helper to be done with j (not just for the parts to be done), so
-	// that j can be reused.
-	j.wg.Wait()
+	// Every part is claimed. Retire this generation (late wake-ups become no-ops) and
+	// wait for the helpers still computing a part.
+	j.lock.Lock()
+	j.gen++
+	for j.active > 0 {
+		j.idle.Wait()
+	}
+	j.lock.Unlock()
 	j.p = problem{}
 	jobPool.Put(j)
 }

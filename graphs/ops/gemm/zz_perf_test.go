@@ -68,3 +68,9 @@ func TestPerf(t *testing.T) {
 		}
 	}
 }
+
+func init() {
+	if os.Getenv("NOFUSE") != "" {
+		noFuse = true
+	}
+}

@@ -1,0 +1,157 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/vggo/vggo/data"
+	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/metrics"
+)
+
+// maxEvalGraphs bounds how many input shapes keep a built evaluation graph (and its
+// activation buffers) at once.
+const maxEvalGraphs = 4
+
+// Evaluator runs a model in evaluation mode. Graphs are built once per input shape and
+// kept (the few most recent), since a graph's shape is fixed and VOC images come in a
+// handful of sizes.
+type Evaluator struct {
+	m     *graphs.Model
+	cache map[[3]int]*evalGraph
+	order [][3]int
+}
+
+type evalGraph struct {
+	gr *graphs.Graph
+	vm G.VM
+}
+
+// NewEvaluator returns an evaluator over m's parameters; it sees their current values
+// at every call.
+func NewEvaluator(m *graphs.Model) *Evaluator {
+	return &Evaluator{m: m, cache: map[[3]int]*evalGraph{}}
+}
+
+// Close releases the cached graphs.
+func (e *Evaluator) Close() {
+	for k, g := range e.cache {
+		g.vm.Close()
+		delete(e.cache, k)
+	}
+	e.order = nil
+}
+
+// Logits runs the model on n images of h×w (NCHW floats) and returns the logits, valid
+// until the next call: (n, classes) or (n, classes, h, w).
+func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
+	key := [3]int{n, h, w}
+	eg, ok := e.cache[key]
+	if !ok {
+		gr, err := e.m.Build(n, h, w, graphs.Eval)
+		if err != nil {
+			return nil, err
+		}
+		eg = &evalGraph{gr: gr, vm: G.NewTapeMachine(gr.G)}
+		if len(e.order) == maxEvalGraphs {
+			old := e.order[0]
+			e.cache[old].vm.Close()
+			delete(e.cache, old)
+			e.order = e.order[1:]
+		}
+		e.cache[key] = eg
+		e.order = append(e.order, key)
+	}
+	in := eg.gr.InputT.Data().([]float32)
+	if len(images) != len(in) {
+		return nil, fmt.Errorf("train: evaluate: %d input floats for a %dx3x%dx%d batch", len(images), n, h, w)
+	}
+	copy(in, images)
+	eg.vm.Reset()
+	if err := eg.vm.RunAll(); err != nil {
+		return nil, fmt.Errorf("train: evaluate %dx%dx%d: %w", n, h, w, err)
+	}
+	return eg.gr.Logits.Value().Data().([]float32), nil
+}
+
+// EvalResult is the outcome of one pass over an evaluation set.
+type EvalResult struct {
+	Task      graphs.Task
+	Seg       metrics.Scores               // segmentation
+	Confusion *metrics.ConfusionMatrix     // segmentation
+	Cls       metrics.ClassificationScores // classification
+	TopK      *metrics.TopK                // classification
+	Images    int
+	Seconds   float64
+}
+
+// Metric is the value used to pick the best checkpoint: mIoU or top-1 accuracy.
+func (r *EvalResult) Metric() (name string, value float64) {
+	if r.Task == graphs.Segmentation {
+		return "miou", r.Seg.MeanIoU
+	}
+	return "top1", r.Cls.Top1
+}
+
+// Evaluate runs the model over every batch of the loader (an evaluation loader: no
+// shuffling, last batch kept) and scores it. Segmentation predictions are scored at each
+// image's own size, the padding left out.
+func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string, progress func(done, total int)) (*EvalResult, error) {
+	start := time.Now()
+	ds := l.Dataset()
+	classes := len(names)
+	res := &EvalResult{Task: e.m.Info.Task}
+	if res.Task == graphs.Segmentation {
+		res.Confusion = metrics.NewConfusionMatrix(classes)
+	} else {
+		res.TopK = metrics.NewTopK(classes)
+	}
+	var pred []int
+	done, total := 0, ds.Len()
+	for b, err := range l.Epoch(ctx, 0, 0) {
+		if err != nil {
+			return nil, err
+		}
+		logits, err := e.Logits(b.Images, b.N, b.H, b.W)
+		if err != nil {
+			return nil, err
+		}
+		if res.Task == graphs.Segmentation {
+			plane := b.H * b.W
+			if cap(pred) < b.N*plane {
+				pred = make([]int, b.N*plane)
+			}
+			pred = pred[:b.N*plane]
+			if err := metrics.ArgmaxNCHW(logits, b.N, classes, b.H, b.W, pred); err != nil {
+				return nil, err
+			}
+			for i := 0; i < b.N; i++ {
+				sz := b.Sizes[i]
+				if err := res.Confusion.AddRegion(pred[i*plane:], b.W, b.Labels[i*plane:], b.W, sz[0], sz[1]); err != nil {
+					return nil, fmt.Errorf("train: evaluate %s: %w", b.IDs[i], err)
+				}
+			}
+		} else if err := res.TopK.Add(logits, b.N, classes, b.Labels); err != nil {
+			return nil, fmt.Errorf("train: evaluate: %w", err)
+		}
+		done += b.N
+		res.Images += b.N
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	var err error
+	if res.Task == graphs.Segmentation {
+		res.Seg, err = res.Confusion.ScoresNamed(names)
+	} else {
+		res.Cls, err = res.TopK.ScoresNamed(names)
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}

@@ -1,0 +1,232 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/graphs"
+)
+
+// Metadata keys of vggo checkpoints (besides the checkpoints package's own and the
+// optimizer's optim.*).
+const (
+	MetaConfig     = "vggo.config"      // the train.Config as JSON (training checkpoints)
+	MetaModel      = "vggo.model"       // the graphs.Config as JSON (every vggo file)
+	MetaEpoch      = "vggo.epoch"       // epoch to resume at (0-based)
+	MetaEpochStep  = "vggo.epoch_step"  // step within that epoch to resume at
+	MetaGlobalStep = "vggo.global_step" // optimizer steps done
+	MetaSeed       = "vggo.seed"
+	MetaBestMetric = "vggo.best_metric"
+	MetaBestValue  = "vggo.best_value"
+	MetaBestEpoch  = "vggo.best_epoch"
+	MetaLossSum    = "vggo.epoch_loss_sum" // running loss of the interrupted epoch
+	MetaLossCount  = "vggo.epoch_loss_count"
+	MetaSeconds    = "vggo.epoch_seconds"
+)
+
+// modelTensors returns the model's parameters and buffers as checkpoint tensors, in
+// state_dict order, sharing their memory.
+func modelTensors(m *graphs.Model) []checkpoints.Tensor {
+	out := make([]checkpoints.Tensor, len(m.Params))
+	for i, p := range m.Params {
+		out[i] = checkpoints.Tensor{Name: p.Name, DType: checkpoints.F32, Shape: p.Shape, Data: p.Data}
+	}
+	return out
+}
+
+func modelSpecs(m *graphs.Model) []checkpoints.Spec {
+	out := make([]checkpoints.Spec, len(m.Params))
+	for i, p := range m.Params {
+		out[i] = checkpoints.Spec{Name: p.Name, DType: checkpoints.F32, Shape: p.Shape}
+	}
+	return out
+}
+
+// WeightsFile is a weights-only file of the model: its parameters and buffers under their
+// PyTorch names, and the model configuration in the metadata.
+func WeightsFile(m *graphs.Model) (*checkpoints.File, error) {
+	mc, err := json.Marshal(m.Config)
+	if err != nil {
+		return nil, fmt.Errorf("train: encode model config: %w", err)
+	}
+	return &checkpoints.File{Tensors: modelTensors(m), Metadata: map[string]string{MetaModel: string(mc)}}, nil
+}
+
+// isWeight tells model tensors from optimizer state and PyTorch's batch counters.
+func isWeight(name string) bool {
+	return !strings.HasPrefix(name, StatePrefix) && !strings.HasSuffix(name, "num_batches_tracked")
+}
+
+// LoadWeights copies the tensors of f into the model in place. Every parameter and buffer
+// must be present with its shape; otherwise nothing is changed and the error lists the
+// differences (a different architecture, width or class count).
+func LoadWeights(m *graphs.Model, f *checkpoints.File, path string) error {
+	weights := f.Filter(isWeight)
+	if d := checkpoints.Match(modelSpecs(m), weights); !d.OK() {
+		return d.Err(path)
+	}
+	for _, p := range m.Params {
+		t, _ := weights.Tensor(p.Name)
+		copy(p.Data, t.Data)
+	}
+	return nil
+}
+
+// OpenModel rebuilds the model stored in a vggo file (training checkpoint or export) and
+// loads its weights. It returns the file too, for the caller's metadata.
+func OpenModel(path string) (*graphs.Model, *checkpoints.File, error) {
+	f, err := checkpoints.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	mc, ok := f.Metadata[MetaModel]
+	if !ok {
+		return nil, nil, fmt.Errorf("train: %s has no vggo model description (a weights file from elsewhere): give --model, --width and --classes", path)
+	}
+	var cfg graphs.Config
+	if err := json.Unmarshal([]byte(mc), &cfg); err != nil {
+		return nil, nil, fmt.Errorf("train: %s: bad %s metadata: %w", path, MetaModel, err)
+	}
+	m, err := graphs.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("train: %s: %w", path, err)
+	}
+	if err := LoadWeights(m, f, path); err != nil {
+		return nil, nil, err
+	}
+	return m, f, nil
+}
+
+// OpenModelAs builds the model cfg and loads weights from any safetensors file holding
+// exactly its parameter names (a vggo export, or weights converted from PyTorch).
+func OpenModelAs(path string, cfg graphs.Config) (*graphs.Model, error) {
+	f, err := checkpoints.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := graphs.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := LoadWeights(m, f, path); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// PretrainedReport says what LoadPretrained did with each tensor of the file.
+type PretrainedReport struct {
+	Loaded  []string          // model names filled
+	Skipped map[string]string // file name → why it was not used
+	Missing []string          // model parameters left at their initial values
+}
+
+// Print writes a short account of the report.
+func (r *PretrainedReport) Print(w io.Writer, path string) {
+	fmt.Fprintf(w, "pretrained %s: loaded %d tensors, skipped %d, %d model tensors keep their initial values\n",
+		path, len(r.Loaded), len(r.Skipped), len(r.Missing))
+	n := 0
+	for name, why := range r.Skipped {
+		if n == 10 {
+			fmt.Fprintf(w, "  ... and %d more skipped\n", len(r.Skipped)-n)
+			break
+		}
+		fmt.Fprintf(w, "  skipped %s: %s\n", name, why)
+		n++
+	}
+}
+
+// LoadPretrained fills the parameters of m that a safetensors file with torchvision names
+// provides: same-name tensors of the same shape, and for the segmentation models the VGG
+// encoder from torchvision's classifier weights (vgg16-segnet's encoder.N from vgg16_bn's
+// features.N; vgg19-unet's bK.J from vgg19's features.N). Everything else is reported,
+// not silently dropped.
+func LoadPretrained(m *graphs.Model, path string) (*PretrainedReport, error) {
+	f, err := checkpoints.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	rename := pretrainedMap(m)
+	rep := &PretrainedReport{Skipped: map[string]string{}}
+	filled := map[string]bool{}
+	for _, t := range f.Tensors {
+		if !isWeight(t.Name) {
+			continue
+		}
+		target := t.Name
+		if r, ok := rename[t.Name]; ok {
+			target = r
+		}
+		p := m.Param(target)
+		switch {
+		case p == nil:
+			rep.Skipped[t.Name] = "no such tensor in " + m.Config.Arch
+		case t.DType != checkpoints.F32 && t.DType != "":
+			rep.Skipped[t.Name] = fmt.Sprintf("dtype %s (want F32)", t.DType)
+		case !equalInts(p.Shape, t.Shape):
+			rep.Skipped[t.Name] = fmt.Sprintf("shape %v, model has %v", t.Shape, p.Shape)
+		default:
+			copy(p.Data, t.Data)
+			filled[target] = true
+			rep.Loaded = append(rep.Loaded, target)
+		}
+	}
+	for _, p := range m.Params {
+		if !filled[p.Name] {
+			rep.Missing = append(rep.Missing, p.Name)
+		}
+	}
+	if len(rep.Loaded) == 0 {
+		return rep, fmt.Errorf("train: pretrained %s: no tensor matches %s (file has e.g. %s)", path, m.Config.Arch, firstName(f))
+	}
+	return rep, nil
+}
+
+// pretrainedMap maps torchvision classifier names onto a segmentation model's encoder.
+func pretrainedMap(m *graphs.Model) map[string]string {
+	out := map[string]string{}
+	switch m.Config.Arch {
+	case "vgg16-segnet":
+		// Same module numbering: conv, bn, relu, ..., pool.
+		for _, p := range m.Params {
+			if rest, ok := strings.CutPrefix(p.Name, "encoder."); ok {
+				out["features."+rest] = p.Name
+			}
+		}
+	case "vgg19-unet":
+		// torchvision vgg19 features: conv, relu pairs, a pool after each block.
+		i := 0
+		for b, convs := range []int{2, 2, 4, 4, 4} {
+			for c := 0; c < convs; c++ {
+				for _, s := range []string{"weight", "bias"} {
+					out[fmt.Sprintf("features.%d.%s", i, s)] = fmt.Sprintf("b%d.%d.%s", b+1, 2*c, s)
+				}
+				i += 2
+			}
+			i++ // pool
+		}
+	}
+	return out
+}
+
+func firstName(f *checkpoints.File) string {
+	if len(f.Tensors) == 0 {
+		return "nothing"
+	}
+	return f.Tensors[0].Name
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
