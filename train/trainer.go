@@ -378,8 +378,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			loss, err := t.step(b)
 			if err != nil {
 				if errors.Is(err, ErrNonFinite) {
-					return nil, fmt.Errorf("train: the loss became %v at epoch %d step %d (global step %d); stopped without saving, so %s is the last good checkpoint; try a lower --lr or a warm-up",
-						loss, epoch+1, t.epochStep+1, t.globalStep, t.ckpt.LastPath())
+					return nil, fmt.Errorf("train: %w: the loss became %v at epoch %d step %d (global step %d); stopped without saving, so %s is the last good checkpoint; try a lower --lr or a warm-up",
+						ErrNonFinite, loss, epoch+1, t.epochStep+1, t.globalStep, t.ckpt.LastPath())
 				}
 				return nil, err
 			}

@@ -103,7 +103,7 @@ func region(k *impl, p *problem, ws *workspace, m0, m1, n0, n1 int) {
 				nb := min(nc, n1-jc)
 				// Full B micro-panels of a non-transposed B are packed by the first row of
 				// micro-kernels (fused), the rest here.
-				fused := k.packKern != nil && !p.transB && !noFuse
+				fused := k.packKern != nil && !p.transB
 				packed := 0
 				if fused {
 					packed = nb / nr * nr

@@ -68,9 +68,3 @@ func TestPerf(t *testing.T) {
 		}
 	}
 }
-
-func init() {
-	if os.Getenv("NOFUSE") != "" {
-		noFuse = true
-	}
-}

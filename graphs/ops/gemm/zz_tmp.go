@@ -1,3 +1,0 @@
-package gemm
-
-var noFuse = false
