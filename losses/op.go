@@ -8,6 +8,8 @@ import (
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/graphs/ops"
 )
 
 // lossOp is the fused forward op: softmax over the class axis, then cross-entropy and/or
@@ -19,6 +21,7 @@ type lossOp struct {
 	dims int    // of the logits: 4 or 2
 	name string // for String: "CrossEntropy", "Dice" or "CE+Dice"
 	st   *state
+	prof *ops.Profile // shared with the gradient op; nil: not timed
 }
 
 var (
@@ -69,6 +72,7 @@ func (op *lossOp) String() string {
 }
 
 func (op *lossOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(ops.KindLoss, op.prof.Start())
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("losses: %s takes 2 inputs (logits, labels), got %d", op.name, len(inputs))
 	}
@@ -128,6 +132,13 @@ func (op *lossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 // loss, gradient of the loss). It is not itself differentiable.
 type lossGradOp struct{ fwd *lossOp }
 
+// SetProfile makes the op report its time to p as ops.KindLoss (ops.Profile.Attach calls
+// it); the forward op and its gradient share the setting.
+func (op *lossOp) SetProfile(p *ops.Profile) { op.prof = p }
+
+// SetProfile sets the profile of the forward op this gradient belongs to.
+func (op *lossGradOp) SetProfile(p *ops.Profile) { op.fwd.prof = p }
+
 func (op *lossGradOp) Arity() int { return 4 }
 
 func (op *lossGradOp) Type() hm.Type {
@@ -160,6 +171,7 @@ func (op *lossGradOp) Hashcode() uint32 { return hashOf(op) }
 func (op *lossGradOp) String() string   { return "∂" + op.fwd.String() }
 
 func (op *lossGradOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.fwd.prof.Stop(ops.KindLoss, op.fwd.prof.Start())
 	if len(inputs) != 4 {
 		return nil, fmt.Errorf("losses: %s gradient takes 4 inputs, got %d", op.fwd.name, len(inputs))
 	}

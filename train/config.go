@@ -23,6 +23,9 @@ type DataConfig struct {
 	Augment    string `json:"augment"` // none | flip | full
 	Workers    int    `json:"workers"`
 	SkipBad    bool   `json:"skip_bad,omitempty"`
+	// Exclude lists training sample ids left out of the run (--skip-bad fills it from
+	// a dataset check, so a resumed run sees the same samples).
+	Exclude []string `json:"exclude,omitempty"`
 }
 
 // Config is everything that defines a run. It is saved as RUNDIR/config.json and in every
@@ -37,16 +40,18 @@ type Config struct {
 	CropW     int             `json:"crop_w"`
 	Optimizer OptimizerConfig `json:"optimizer"`
 	// NoDecayBiasBN exempts biases and batch-norm parameters from weight decay.
-	NoDecayBiasBN bool        `json:"no_decay_bias_bn,omitempty"`
-	Schedule      Schedule    `json:"schedule"` // TotalSteps is filled in from the data
-	WarmupEpochs  float64     `json:"warmup_epochs,omitempty"`
-	Loss          losses.Spec `json:"loss"`
-	Seed          uint64      `json:"seed"`
-	Out           string      `json:"out"`
-	SaveEvery     int         `json:"save_every,omitempty"` // also save last every this many steps
-	Keep          int         `json:"keep"`                 // numbered checkpoints kept
-	EvalEvery     int         `json:"eval_every"`           // epochs
-	Pretrained    string      `json:"pretrained,omitempty"`
+	NoDecayBiasBN bool     `json:"no_decay_bias_bn,omitempty"`
+	Schedule      Schedule `json:"schedule"` // TotalSteps is filled in from the data
+	WarmupEpochs  float64  `json:"warmup_epochs,omitempty"`
+	// StepEveryEpochs is the step schedule's decay period in epochs (StepSize is derived).
+	StepEveryEpochs float64     `json:"step_every_epochs,omitempty"`
+	Loss            losses.Spec `json:"loss"`
+	Seed            uint64      `json:"seed"`
+	Out             string      `json:"out"`
+	SaveEvery       int         `json:"save_every,omitempty"` // also save last every this many steps
+	Keep            int         `json:"keep"`                 // numbered checkpoints kept
+	EvalEvery       int         `json:"eval_every"`           // epochs
+	Pretrained      string      `json:"pretrained,omitempty"`
 }
 
 // Validate checks the configuration before anything is read or allocated.

@@ -61,25 +61,20 @@ func (p *barProgress) finish(line string) {
 	fmt.Fprintln(p.w, line)
 }
 
-// lineProgress prints a line at most every 15 s, and at each tenth of the pass.
+// lineProgress prints a line every 30 s; finish prints the pass's summary.
 type lineProgress struct {
-	w          io.Writer
-	total      int
-	desc       string
-	start      time.Time
-	last       time.Time
-	lastTenths int
+	w     io.Writer
+	total int
+	desc  string
+	start time.Time
+	last  time.Time
 }
 
 func (p *lineProgress) update(done int, status string) {
-	tenths := 0
-	if p.total > 0 {
-		tenths = done * 10 / p.total
-	}
-	if tenths == p.lastTenths && time.Since(p.last) < 15*time.Second {
+	if time.Since(p.last) < 30*time.Second || done >= p.total {
 		return
 	}
-	p.lastTenths, p.last = tenths, time.Now()
+	p.last = time.Now()
 	eta := ""
 	if done > 0 && done < p.total {
 		left := time.Duration(float64(time.Since(p.start)) * float64(p.total-done) / float64(done))

@@ -230,6 +230,9 @@ func (t *Trainer) setup() error {
 	if sched.Kind == "poly" || sched.Kind == "cosine" {
 		sched.TotalSteps = cfg.Epochs * t.steps
 	}
+	if sched.Kind == "step" && cfg.StepEveryEpochs > 0 {
+		sched.StepSize = max(int(math.Round(cfg.StepEveryEpochs*float64(t.steps))), 1)
+	}
 	if cfg.WarmupEpochs > 0 {
 		sched.WarmupSteps = int(math.Round(cfg.WarmupEpochs * float64(t.steps)))
 	}
@@ -277,6 +280,9 @@ func openData(cfg *Config) (train, val data.Dataset, err error) {
 	}
 	if train, err = open(d.TrainSplit); err != nil {
 		return nil, nil, err
+	}
+	if len(d.Exclude) > 0 {
+		train = data.Exclude(train, d.Exclude)
 	}
 	if d.ValSplit != "" {
 		if val, err = open(d.ValSplit); err != nil {
@@ -471,7 +477,11 @@ func scheduleName(s Schedule) string {
 func (t *Trainer) evaluate(ctx context.Context) (*EvalResult, error) {
 	total := t.valLoader.Dataset().Len()
 	bar := newProgress(t.log(), t.opt.Terminal, total, "  eval")
-	ev, err := Evaluate(ctx, t.eval, t.valLoader, t.names, func(done, total int) { bar.update(done, "") })
+	var update func(done, total int)
+	if t.opt.Terminal {
+		update = func(done, total int) { bar.update(done, "") }
+	}
+	ev, err := Evaluate(ctx, t.eval, t.valLoader, t.names, update)
 	if err != nil {
 		return nil, err
 	}
@@ -518,10 +528,9 @@ func (t *Trainer) considerBest(ev *EvalResult) error {
 // checkpointFile gathers everything a resume needs.
 func (t *Trainer) checkpointFile() *checkpoints.File {
 	cfgJSON, _ := json.Marshal(t.cfg)
-	modelJSON, _ := json.Marshal(t.cfg.Model)
-	md := map[string]string{
+	md := WeightsFile(t.model, t.names).Metadata
+	for k, v := range map[string]string{
 		MetaConfig:     string(cfgJSON),
-		MetaModel:      string(modelJSON),
 		MetaEpoch:      strconv.Itoa(t.epoch),
 		MetaEpochStep:  strconv.Itoa(t.epochStep),
 		MetaGlobalStep: strconv.Itoa(t.globalStep),
@@ -532,6 +541,8 @@ func (t *Trainer) checkpointFile() *checkpoints.File {
 		MetaBestMetric: t.bestMetric,
 		MetaBestValue:  strconv.FormatFloat(t.bestValue, 'g', -1, 64),
 		MetaBestEpoch:  strconv.Itoa(t.bestEpoch),
+	} {
+		md[k] = v
 	}
 	st := t.optim.State()
 	for k, v := range st.Metadata() {

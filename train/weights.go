@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
 )
 
@@ -15,6 +16,7 @@ import (
 const (
 	MetaConfig     = "vggo.config"      // the train.Config as JSON (training checkpoints)
 	MetaModel      = "vggo.model"       // the graphs.Config as JSON (every vggo file)
+	MetaClassNames = "vggo.class_names" // the class names as a JSON array
 	MetaEpoch      = "vggo.epoch"       // epoch to resume at (0-based)
 	MetaEpochStep  = "vggo.epoch_step"  // step within that epoch to resume at
 	MetaGlobalStep = "vggo.global_step" // optimizer steps done
@@ -46,13 +48,24 @@ func modelSpecs(m *graphs.Model) []checkpoints.Spec {
 }
 
 // WeightsFile is a weights-only file of the model: its parameters and buffers under their
-// PyTorch names, and the model configuration in the metadata.
-func WeightsFile(m *graphs.Model) (*checkpoints.File, error) {
-	mc, err := json.Marshal(m.Config)
-	if err != nil {
-		return nil, fmt.Errorf("train: encode model config: %w", err)
+// PyTorch names, and the model configuration and class names in the metadata.
+func WeightsFile(m *graphs.Model, names []string) *checkpoints.File {
+	mc, _ := json.Marshal(m.Config)
+	nc, _ := json.Marshal(names)
+	return &checkpoints.File{Tensors: modelTensors(m), Metadata: map[string]string{MetaModel: string(mc), MetaClassNames: string(nc)}}
+}
+
+// ClassNames returns the class names stored in a vggo file, or the defaults (the VOC
+// names for 21 classes, else class0, class1, ...) when it has none.
+func ClassNames(f *checkpoints.File, classes int) []string {
+	var names []string
+	if f != nil {
+		_ = json.Unmarshal([]byte(f.Metadata[MetaClassNames]), &names)
 	}
-	return &checkpoints.File{Tensors: modelTensors(m), Metadata: map[string]string{MetaModel: string(mc)}}, nil
+	if len(names) == 0 && classes <= len(data.VOCClasses()) {
+		names = data.VOCClasses()
+	}
+	return metricsNames(names, classes)
 }
 
 // isWeight tells model tensors from optimizer state and PyTorch's batch counters.

@@ -38,7 +38,14 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 func commands() []*command {
 	return []*command{
+		trainCmd(),
+		evalCmd(),
+		predictCmd(),
 		summaryCmd(),
+		dataCmd(),
+		demoDataCmd(),
+		exportCmd(),
+		reportCmd(),
 	}
 }
 

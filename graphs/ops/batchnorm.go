@@ -96,6 +96,7 @@ func BatchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.
 // bnOp is the forward op; it also owns what its gradient ops share: the statistics the
 // last run normalised with and the gamma/beta gradients of the last backward run.
 type bnOp struct {
+	profiled
 	st            *BatchNormState
 	training      bool
 	momentum, eps float64
@@ -138,6 +139,7 @@ func (op *bnOp) alloc() {
 }
 
 func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
 	name := "batchnorm2d " + op.st.Name
 	if err := checkArity(name, inputs, 3); err != nil {
 		return nil, err
@@ -243,6 +245,7 @@ func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 //	training: dx = gamma·invstd·(dy - dbeta/n - x̂·dgamma/n)
 //	eval:     dx = gamma·invstd·dy
 type bnDiffOp struct {
+	profiled
 	fwd        *bnOp
 	buf        ownedBuf
 	k1, k2, k3 []float32 // len C: dx = k1*dy + k2*(x-mean) + k3
@@ -265,6 +268,7 @@ func (op *bnDiffOp) Hashcode() uint32 { return hashOp(op) }
 func (op *bnDiffOp) String() string   { return "Diff" + op.fwd.String() }
 
 func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
 	f := op.fwd
 	name := "batchnorm2d " + f.st.Name + " gradient"
 	if err := checkArity(name, inputs, 4); err != nil {
@@ -339,6 +343,7 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 // bnParamGradOp returns the gamma (or beta) gradient that the bnDiffOp it reads (its
 // input, for ordering) stashed in the forward op.
 type bnParamGradOp struct {
+	profiled
 	fwd  *bnOp
 	beta bool
 	buf  ownedBuf
@@ -367,6 +372,7 @@ func (op *bnParamGradOp) which() string {
 }
 
 func (op *bnParamGradOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
 	if err := checkArity("batchnorm2d "+op.fwd.st.Name+" "+op.which(), inputs, 1); err != nil {
 		return nil, err
 	}

@@ -57,6 +57,7 @@ func Concat(xs ...*G.Node) (*G.Node, error) {
 }
 
 type concatOp struct {
+	profiled
 	shapes []tensor.Shape
 	out    tensor.Shape
 	buf    ownedBuf
@@ -88,6 +89,7 @@ func (op *concatOp) Hashcode() uint32                               { return has
 func (op *concatOp) String() string                                 { return fmt.Sprintf("Concat%v→%v", op.shapes, op.out) }
 
 func (op *concatOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindOther, op.prof.Start())
 	if err := checkArity("concat", inputs, len(op.shapes)); err != nil {
 		return nil, err
 	}
@@ -140,6 +142,7 @@ func (op *concatOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 
 // concatDiffOp copies channels [c0, c0+in[1]) of dy (shape out) into dx (shape in).
 type concatDiffOp struct {
+	profiled
 	out, in tensor.Shape
 	c0      int
 	buf     ownedBuf
@@ -160,6 +163,7 @@ func (op *concatDiffOp) String() string {
 }
 
 func (op *concatDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindOther, op.prof.Start())
 	if err := checkArity("concat gradient", inputs, 1); err != nil {
 		return nil, err
 	}

@@ -269,6 +269,7 @@ func (s *convScratch) put(b []float32) {
 // Forward.
 
 type convOp struct {
+	profiled
 	convGeom
 	cols *convScratch // im2col tiles; shared with the layer's gradient ops (nil when direct)
 	out  convOutput
@@ -303,6 +304,7 @@ func (op *convOp) Hashcode() uint32                               { return convH
 func (op *convOp) String() string                                 { return "Conv2D{" + op.convGeom.String() + "}" }
 
 func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindConv, op.prof.Start())
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: conv2d: got %d inputs, want %d", len(inputs), op.Arity())
 	}
@@ -413,6 +415,7 @@ func (b convGradBase) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 // Gradient with respect to x: per image, dcol = Wᵀ·dY then col2im.
 
 type convGradXOp struct {
+	profiled
 	convGeom
 	convGradBase
 	cols *convScratch
@@ -434,6 +437,7 @@ func (op *convGradXOp) Hashcode() uint32                               { return 
 func (op *convGradXOp) String() string                                 { return "Conv2DGradX{" + op.convGeom.String() + "}" }
 
 func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindConv, op.prof.Start())
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: conv2d grad x: got %d inputs, want 2", len(inputs))
 	}
@@ -492,6 +496,7 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 // Gradient with respect to w: dW = Σ over images and tiles of dY_tile · col_tileᵀ.
 
 type convGradWOp struct {
+	profiled
 	convGeom
 	convGradBase
 	cols    *convScratch
@@ -523,6 +528,7 @@ func (op *convGradWOp) Hashcode() uint32                               { return 
 func (op *convGradWOp) String() string                                 { return "Conv2DGradW{" + op.convGeom.String() + "}" }
 
 func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindConv, op.prof.Start())
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: conv2d grad w: got %d inputs, want 2", len(inputs))
 	}
@@ -597,6 +603,7 @@ func (op *convGradWOp) backward(x, dy, dw []float32) {
 // Gradient with respect to b: the sum of dY over images and positions.
 
 type convGradBOp struct {
+	profiled
 	convGeom
 	convGradBase
 	out convOutput
@@ -619,6 +626,7 @@ func (op *convGradBOp) Hashcode() uint32      { return convHashcode(op) }
 func (op *convGradBOp) String() string        { return "Conv2DGradB{" + op.convGeom.String() + "}" }
 
 func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindConv, op.prof.Start())
 	if len(inputs) != 1 {
 		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want 1", len(inputs))
 	}

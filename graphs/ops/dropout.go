@@ -88,6 +88,7 @@ func (m *dropoutMask) apply(dst, src []float32, off int) {
 }
 
 type dropoutOp struct {
+	profiled
 	shape tensor.Shape
 	p     float64
 	st    *DropoutState
@@ -114,6 +115,7 @@ func (op *dropoutOp) String() string {
 }
 
 func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindOther, op.prof.Start())
 	if err := checkArity("dropout", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -146,6 +148,7 @@ func (op *dropoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 // dropoutDiffOp computes dx = dy ⊙ mask / (1-p) with the mask of the forward run.
 // Inputs: y (ordering only), dy.
 type dropoutDiffOp struct {
+	profiled
 	fwd *dropoutOp
 	out ownedBuf
 }
@@ -168,6 +171,7 @@ func (op *dropoutDiffOp) String() string {
 }
 
 func (op *dropoutDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindOther, op.prof.Start())
 	if err := checkArity("dropout gradient", inputs, 2); err != nil {
 		return nil, err
 	}

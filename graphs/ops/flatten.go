@@ -34,6 +34,7 @@ func Flatten(x *G.Node) (*G.Node, error) {
 // flattenOp copies a tensor of shape from into one of shape to (same size). Flatten uses it
 // forward (from = x's shape); its gradient is the same op the other way round.
 type flattenOp struct {
+	profiled
 	from, to tensor.Shape
 	out      ownedBuf
 }
@@ -51,6 +52,7 @@ func (op *flattenOp) Hashcode() uint32                               { return ha
 func (op *flattenOp) String() string                                 { return fmt.Sprintf("Flatten%v→%v", op.from, op.to) }
 
 func (op *flattenOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindOther, op.prof.Start())
 	if err := checkArity("flatten", inputs, 1); err != nil {
 		return nil, err
 	}

@@ -88,6 +88,7 @@ func (g *linearGeom) yShape() tensor.Shape { return tensor.Shape{g.n, g.nout} }
 // Forward: y = x·wᵀ + b.
 
 type linearOp struct {
+	profiled
 	linearGeom
 	out convOutput
 }
@@ -122,6 +123,7 @@ func (op *linearOp) String() string                                 { return "Li
 func (op *linearOp) DiffWRT(inputs int) []bool                      { return convAllTrue(inputs) }
 
 func (op *linearOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindLinear, op.prof.Start())
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: linear: got %d inputs, want %d", len(inputs), op.Arity())
 	}
@@ -181,6 +183,7 @@ func (op *linearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 // Gradients: dx = dy·w, dw = dyᵀ·x, db = column sums of dy.
 
 type linearGradXOp struct {
+	profiled
 	linearGeom
 	convGradBase
 	out convOutput
@@ -201,6 +204,7 @@ func (op *linearGradXOp) Hashcode() uint32                               { retur
 func (op *linearGradXOp) String() string                                 { return "LinearGradX{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindLinear, op.prof.Start())
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: linear grad x: got %d inputs, want 2", len(inputs))
 	}
@@ -219,6 +223,7 @@ func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 }
 
 type linearGradWOp struct {
+	profiled
 	linearGeom
 	convGradBase
 	out convOutput
@@ -239,6 +244,7 @@ func (op *linearGradWOp) Hashcode() uint32                               { retur
 func (op *linearGradWOp) String() string                                 { return "LinearGradW{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindLinear, op.prof.Start())
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: linear grad w: got %d inputs, want 2", len(inputs))
 	}
@@ -257,6 +263,7 @@ func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 }
 
 type linearGradBOp struct {
+	profiled
 	linearGeom
 	convGradBase
 	out convOutput
@@ -279,6 +286,7 @@ func (op *linearGradBOp) Hashcode() uint32      { return convHashcode(op) }
 func (op *linearGradBOp) String() string        { return "LinearGradB{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradBOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindLinear, op.prof.Start())
 	if len(inputs) != 1 {
 		return nil, fmt.Errorf("ops: linear grad b: got %d inputs, want 1", len(inputs))
 	}

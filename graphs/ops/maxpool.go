@@ -139,6 +139,7 @@ func MaxPool2D(x *G.Node, cfg PoolConfig, idx *Argmax) (*G.Node, error) {
 }
 
 type maxPoolOp struct {
+	profiled
 	cfg     PoolConfig
 	in, out tensor.Shape
 	am      *Argmax // the indices; private to the op when named is false
@@ -170,6 +171,7 @@ func (op *maxPoolOp) String() string {
 }
 
 func (op *maxPoolOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("maxpool2d", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -293,6 +295,7 @@ func (op *maxPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 // maxPoolDiffOp scatters dy (pooled shape) into dx (input shape) at the forward pass's
 // argmax positions, summing where windows share a maximum. Inputs: y (ordering only), dy.
 type maxPoolDiffOp struct {
+	profiled
 	fwd *maxPoolOp
 	buf ownedBuf
 }
@@ -315,6 +318,7 @@ func (op *maxPoolDiffOp) Hashcode() uint32 { return hashOp(op) }
 func (op *maxPoolDiffOp) String() string   { return "Diff" + op.fwd.String() }
 
 func (op *maxPoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("maxpool2d gradient", inputs, 2); err != nil {
 		return nil, err
 	}

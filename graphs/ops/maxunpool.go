@@ -46,6 +46,7 @@ func MaxUnpool2D(x *G.Node, idx *Argmax, outH, outW int) (*G.Node, error) {
 }
 
 type maxUnpoolOp struct {
+	profiled
 	am  *Argmax
 	buf ownedBuf
 }
@@ -65,6 +66,7 @@ func (op *maxUnpoolOp) String() string {
 }
 
 func (op *maxUnpoolOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("maxunpool2d", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -107,6 +109,7 @@ func (op *maxUnpoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, e
 // maxUnpoolDiffOp gathers dy (pool input shape) at the argmax positions into dx (pooled
 // shape). Inputs: the pooling node (ordering only), dy.
 type maxUnpoolDiffOp struct {
+	profiled
 	am  *Argmax
 	buf ownedBuf
 }
@@ -128,6 +131,7 @@ func (op *maxUnpoolDiffOp) String() string {
 }
 
 func (op *maxUnpoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("maxunpool2d gradient", inputs, 2); err != nil {
 		return nil, err
 	}

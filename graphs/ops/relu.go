@@ -30,6 +30,7 @@ func ReLU(x *G.Node) (*G.Node, error) {
 }
 
 type reluOp struct {
+	profiled
 	shape tensor.Shape
 	dims  int
 	out   ownedBuf
@@ -46,6 +47,7 @@ func (op *reluOp) Hashcode() uint32                               { return hashO
 func (op *reluOp) String() string                                 { return fmt.Sprintf("ReLU%v", op.shape) }
 
 func (op *reluOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindActivation, op.prof.Start())
 	if err := checkArity("relu", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -78,6 +80,7 @@ func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 
 // reluDiffOp computes dx = dy where y > 0 (and where y is NaN), else 0. Inputs: y, dy.
 type reluDiffOp struct {
+	profiled
 	shape tensor.Shape
 	dims  int
 	out   ownedBuf
@@ -97,6 +100,7 @@ func (op *reluDiffOp) Hashcode() uint32                               { return h
 func (op *reluDiffOp) String() string                                 { return fmt.Sprintf("ReLUDiff%v", op.shape) }
 
 func (op *reluDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindActivation, op.prof.Start())
 	if err := checkArity("relu gradient", inputs, 2); err != nil {
 		return nil, err
 	}

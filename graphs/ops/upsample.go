@@ -33,6 +33,7 @@ func Upsample2D(x *G.Node, scale int) (*G.Node, error) {
 }
 
 type upsampleOp struct {
+	profiled
 	in, out tensor.Shape
 	scale   int
 	buf     ownedBuf
@@ -51,6 +52,7 @@ func (op *upsampleOp) String() string {
 }
 
 func (op *upsampleOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("upsample2d", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -104,6 +106,7 @@ func (op *upsampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 
 // upsampleDiffOp sums dy (shape out) over scale×scale blocks into dx (shape in).
 type upsampleDiffOp struct {
+	profiled
 	in, out tensor.Shape
 	scale   int
 	buf     ownedBuf
@@ -122,6 +125,7 @@ func (op *upsampleDiffOp) String() string {
 }
 
 func (op *upsampleDiffOp) Do(inputs ...G.Value) (G.Value, error) {
+	defer op.prof.Stop(KindPool, op.prof.Start())
 	if err := checkArity("upsample2d gradient", inputs, 1); err != nil {
 		return nil, err
 	}

@@ -63,6 +63,12 @@ func grow(s []float32, n int) []float32 {
 //	      for each mr micro-panel of A (stays in L1)
 //	        for each nr micro-panel of B (streams from L2)
 //	          micro-kernel
+//
+// A non-transposed B is not packed up front: the first row of micro-kernels packs each
+// full B micro-panel while using it, which overlaps the (often DRAM-bound) copy with the
+// FMAs. The micro-kernels also prefetch, a few lines per k step, the source of the next
+// B block (then of the next A block), so that the packing after this block finds its
+// input in L2.
 func region(k *impl, p *problem, ws *workspace, m0, m1, n0, n1 int) {
 	mr, nr, lanes := k.mr, k.nr(), k.lanes
 	// Equal k blocks (576 = 3×192 rather than 256+256+64) and equal n blocks.

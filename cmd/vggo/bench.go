@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/train"
+)
+
+func benchCmd() *command {
+	var presets []string
+	for _, p := range train.BenchPresets() {
+		presets = append(presets, fmt.Sprintf("\t%-4s %s", p.Name, p.Doc))
+	}
+	c := &command{
+		name:  "bench",
+		usage: "[--config C1..C6u | --model M --batch N --input HxW --width W --classes N] [--steps N] [--warmup N] [--train-only | --infer-only] [--json]",
+		short: "measure training and inference speed, op-kind split and peak memory",
+		long: `Bench builds a model with random weights and a fixed random batch, then times
+training steps (forward, backward and an SGD step) and inference steps (the evaluation
+graph, forward only). It prints the median images/s of each phase, the GFLOP/s achieved
+(convolution and fully connected FLOPs; a training step counts 3x the forward pass), the
+mean time per step spent in each kind of op, and the process's peak resident memory.
+
+Run one configuration per process: peak memory is the process's maximum so far.
+
+Presets (--config), the configurations of issue 7:
+` + strings.Join(presets, "\n") + `
+
+Examples:
+	vggo bench --config C6s
+	vggo bench --model vgg19-unet --width 0.25 --input 128x128 --batch 4 --json
+	vggo bench --config C1 --infer-only --batch 8`,
+	}
+	c.run = func(ctx context.Context, e *env, args []string) error {
+		fs := newFlags(e, c)
+		preset := fs.String("config", "", "a preset from the list above; other flags override its fields")
+		model := fs.String("model", "vgg16", "architecture: "+strings.Join(graphs.Names(), ", "))
+		batch := fs.Int("batch", 4, "training batch (and inference batch unless --infer-batch)")
+		inferBatch := fs.Int("infer-batch", 0, "inference batch (default: --batch)")
+		input := fs.String("input", "", "input size HxW (default: the model's)")
+		width := fs.Float64("width", 1, "channel-width multiplier 1/k (0.25 divides every width by 4)")
+		classes := fs.Int("classes", 0, "number of classes (default: 1000 for classifiers, 21 for segmentation)")
+		steps := fs.Int("steps", 10, "timed steps per phase")
+		warmup := fs.Int("warmup", 2, "untimed steps before them")
+		trainOnly := fs.Bool("train-only", false, "skip inference")
+		inferOnly := fs.Bool("infer-only", false, "skip training")
+		asJSON := fs.Bool("json", false, "print the result as JSON")
+		if err := parseFlags(e, c, fs, args); err != nil {
+			return err
+		}
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		cfg := train.BenchConfig{}
+		if *preset != "" {
+			p, err := train.LookupBenchPreset(*preset)
+			if err != nil {
+				return usagef("--config: %v", err)
+			}
+			cfg = p.Cfg
+		}
+		if *preset == "" || set["model"] {
+			cfg.Model.Arch = *model
+		}
+		if *preset == "" || set["width"] {
+			cfg.Model.Mult = *width
+		}
+		if *preset == "" || set["classes"] {
+			cfg.Model.Classes = *classes
+		}
+		if *preset == "" || set["batch"] {
+			cfg.Batch = *batch
+			if !set["infer-batch"] {
+				cfg.InferBatch = 0
+			}
+		}
+		if set["infer-batch"] {
+			cfg.InferBatch = *inferBatch
+		}
+		if *input != "" {
+			h, w, err := parseHW(*input)
+			if err != nil {
+				return usagef("--input: %v", err)
+			}
+			cfg.H, cfg.W = h, w
+			if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == graphs.Classification {
+				cfg.Model.InputH, cfg.Model.InputW = h, w
+			}
+		} else if *preset == "" {
+			cfg.H, cfg.W = 0, 0
+		}
+		if *steps < 1 {
+			return usagef("--steps %d: want at least 1", *steps)
+		}
+		if *warmup < 0 {
+			return usagef("--warmup %d: want at least 0", *warmup)
+		}
+		if *trainOnly && *inferOnly {
+			return usagef("--train-only and --infer-only exclude each other")
+		}
+		cfg.Steps = *steps
+		cfg.Warmup = *warmup
+		if *warmup == 0 {
+			cfg.Warmup = -1 // BenchConfig's 0 means the default
+		}
+		cfg.SkipTrain, cfg.SkipInfer = *inferOnly, *trainOnly
+		log := e.stderr
+		if *asJSON {
+			log = io.Discard
+		}
+		res, err := train.Bench(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			enc := json.NewEncoder(e.stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(res)
+		}
+		return printBench(e.stdout, res)
+	}
+	return c
+}
+
+// printBench writes a bench result as a readable table.
+func printBench(w io.Writer, r *train.BenchResult) error {
+	cfg := r.Config
+	title := fmt.Sprintf("%s %dx%d", r.Arch, r.H, r.W)
+	if k, err := cfg.Model.Divisor(); err == nil && k > 1 {
+		title += fmt.Sprintf(" width 1/%d", k)
+	}
+	fmt.Fprintf(w, "%s, %d classes, gemm %s, %d threads, %d timed steps after %d warm-up\n",
+		title, cfg.Model.Classes, r.GemmKernel, r.Threads, cfg.Steps, cfg.Warmup)
+	fmt.Fprintf(w, "model: %.3f GFLOP per image forward (conv + linear); ceiling ~512 GFLOP/s (AVX-512, 2 cores)\n\n", r.GFLOPPerImage)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "phase\tbatch\tms/step\timages/s\tGFLOP/s\talloc MiB/step\t")
+	if r.TrainImagesPS > 0 {
+		fmt.Fprintf(tw, "train\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t\n", cfg.Batch, r.TrainStepMS, r.TrainImagesPS, r.TrainGFLOPS, r.TrainAllocsMiB)
+	}
+	if r.InferImagesPS > 0 {
+		fmt.Fprintf(tw, "infer\t%d\t%.1f\t%.2f\t%.1f\t%.1f\t\n", cfg.InferBatch, r.InferStepMS, r.InferImagesPS, r.InferGFLOPS, r.InferAllocsMiB)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, ph := range []struct {
+		name  string
+		step  float64
+		split []train.KindTime
+	}{{"train", r.TrainStepMS, r.TrainSplitMS}, {"infer", r.InferStepMS, r.InferSplitMS}} {
+		if len(ph.split) == 0 {
+			continue
+		}
+		var total float64
+		for _, k := range ph.split {
+			total += k.MS
+		}
+		fmt.Fprintf(w, "\n%s: time per step by op kind (mean)\n", ph.name)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		for _, k := range ph.split {
+			fmt.Fprintf(tw, "%s\t%.1f ms\t%.1f%%\t\n", k.Kind, k.MS, 100*k.MS/total)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(w, "\npeak RSS: %.0f MiB\n", r.PeakRSSMiB)
+	return err
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func runBenchCmd(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut strings.Builder
+	err := benchCmd().run(context.Background(), &env{stdout: &out, stderr: &errOut}, args)
+	return out.String(), err
+}
+
+func TestBenchCommandTable(t *testing.T) {
+	out, err := runBenchCmd(t, "--model", "vgg19-unet", "--width", "0.0625", "--input", "32x32", "--batch", "1", "--steps", "1", "--warmup", "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"vgg19-unet 32x32 width 1/16", "train", "infer", "images/s", "conv", "framework", "peak RSS"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestBenchCommandJSON(t *testing.T) {
+	out, err := runBenchCmd(t, "--config", "C6s", "--width", "0.0625", "--input", "32x32", "--steps", "1", "--warmup", "0", "--infer-only", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, out)
+	}
+	for _, k := range []string{"train_images_per_s", "infer_images_per_s", "gflops", "peak_rss_mib", "infer_split_ms"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	if got["arch"] != "vgg16-segnet" || got["infer_images_per_s"].(float64) <= 0 {
+		t.Errorf("got arch %v, infer rate %v: want vgg16-segnet from the preset and a positive rate", got["arch"], got["infer_images_per_s"])
+	}
+}
+
+func TestBenchCommandUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"--config", "C9"},
+		{"--steps", "0"},
+		{"--input", "big"},
+		{"--train-only", "--infer-only"},
+		{"extra"},
+	} {
+		_, err := runBenchCmd(t, args...)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("%v: got %v, want a usage error", args, err)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/data"
+	"github.com/vggo/vggo/report"
+	"github.com/vggo/vggo/train"
+)
+
+func exportCmd() *command {
+	c := &command{
+		name:  "export",
+		usage: "--checkpoint FILE --out FILE.safetensors",
+		short: "write a weights-only safetensors file with PyTorch parameter names",
+		long: `Export writes the model's parameters and batch-norm buffers, without optimizer state,
+under the state_dict names of the PyTorch reference models (torchvision's features.0.weight,
+classifier.6.bias, ...), so that torch.nn.Module.load_state_dict(safetensors.torch.load_file(F),
+strict=False) loads them (num_batches_tracked is not stored).
+
+Example:
+	vggo export --checkpoint runs/unet/best.safetensors --out unet.safetensors`,
+	}
+	c.run = func(ctx context.Context, e *env, args []string) error {
+		fs := newFlags(e, c)
+		ckpt := fs.String("checkpoint", "", "training checkpoint")
+		out := fs.String("out", "", "output file")
+		mf := addModelFlags(fs)
+		if err := parseFlags(e, c, fs, args); err != nil {
+			return err
+		}
+		if *out == "" {
+			return usagef("--out is required")
+		}
+		m, names, err := mf.load(*ckpt)
+		if err != nil {
+			return err
+		}
+		if err := checkpoints.Save(*out, train.WeightsFile(m, names)); err != nil {
+			return err
+		}
+		total, _, _ := m.Counts()
+		fmt.Fprintf(e.stdout, "wrote %s: %s, %d tensors, %d numbers\n", *out, m.Config.Arch, len(m.Params), total)
+		return nil
+	}
+	return c
+}
+
+func reportCmd() *command {
+	c := &command{
+		name:  "report",
+		usage: "RUNDIR",
+		short: "draw PNG charts of a training run",
+		long: `Report reads RUNDIR/metrics.jsonl and RUNDIR/best.json and writes loss.png, lr.png,
+val.png (validation scores per epoch) and per_class_iou.png (the best checkpoint's IoU per
+class) into RUNDIR. vggo train writes them after every evaluation too.
+
+Example:
+	vggo report runs/vgg19-unet-20261121-101500`,
+	}
+	c.run = func(ctx context.Context, e *env, args []string) error {
+		fs := newFlags(e, c)
+		if err := fs.Parse(args); err != nil {
+			return parseFlags(e, c, fs, args)
+		}
+		if fs.NArg() != 1 {
+			return usagef("want one run directory")
+		}
+		paths, err := report.WriteCharts(fs.Arg(0))
+		for _, p := range paths {
+			fmt.Fprintln(e.stdout, p)
+		}
+		return err
+	}
+	return c
+}
+
+func demoDataCmd() *command {
+	c := &command{
+		name:  "demo-data",
+		usage: "--out DIR [--train N] [--val N] [--size S]",
+		short: "write the small synthetic VOC-style demo dataset",
+		long: `Demo-data writes a deterministic VOC-style dataset (JPEGImages, SegmentationClass palette
+PNGs with the VOC colormap, ImageSets/Segmentation/{train,val,trainval}.txt): coloured
+shapes of five VOC classes (aeroplane, bus, cat, dog, person) on textured backgrounds.
+vggo train uses it when no --data is given.
+
+Example:
+	vggo demo-data --out demo && vggo train --data demo --epochs 5`,
+	}
+	c.run = func(ctx context.Context, e *env, args []string) error {
+		fs := newFlags(e, c)
+		out := fs.String("out", "", "output directory (must be empty or an earlier demo)")
+		ntrain := fs.Int("train", 200, "training images")
+		nval := fs.Int("val", 50, "validation images")
+		size := fs.Int("size", 128, "image side in pixels")
+		if err := parseFlags(e, c, fs, args); err != nil {
+			return err
+		}
+		if *out == "" {
+			return usagef("--out is required")
+		}
+		if err := data.WriteDemo(*out, data.DemoConfig{Train: *ntrain, Val: *nval, Size: *size}); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "wrote %d training and %d validation images to %s\n", *ntrain, *nval, *out)
+		return nil
+	}
+	return c
+}
+
+func dataCmd() *command {
+	c := &command{
+		name:  "data",
+		usage: "check --data ROOT [--split train] [--kind voc|folder]",
+		short: "check a dataset: every bad sample, class pixel counts",
+		long: `Data check reads every sample of a split and reports every problem with the file's
+path (unreadable or corrupt images, masks that are not 8-bit palette or grayscale PNGs,
+mask values that are neither a class nor 255, size mismatches, missing files), then a
+summary: sample count, image size range and pixels (or images) per class. It exits with
+status 1 when any sample is bad.
+
+Expected layouts:
+	voc:    ROOT/JPEGImages/<id>.jpg, ROOT/SegmentationClass/<id>.png,
+	        ROOT/ImageSets/Segmentation/<split>.txt (ROOT: VOC2012, VOCdevkit or its parent)
+	folder: ROOT/<split>/<class>/*.{jpg,jpeg,png}
+
+Examples:
+	vggo data check --data ~/VOCdevkit --split trainval
+	vggo data check --data ~/VOCdevkit --mask-dir SegmentationClassAug --split train_aug
+	vggo data check --kind folder --data ~/imagenette --split val`,
+	}
+	c.run = func(ctx context.Context, e *env, args []string) error {
+		if len(args) == 0 || args[0] != "check" {
+			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+				printCommandHelp(e.stdout, c)
+				return nil
+			}
+			return usagef("the only data subcommand is check")
+		}
+		fs := newFlags(e, c)
+		root := fs.String("data", "", "dataset root")
+		split := fs.String("split", "train", "split to check")
+		kind := fs.String("kind", "voc", "dataset kind: voc or folder")
+		maskDir := fs.String("mask-dir", "", "VOC mask folder (default SegmentationClass)")
+		classes := fs.Int("classes", 0, "number of classes (default 21)")
+		workers := fs.Int("workers", 2, "goroutines reading samples")
+		if err := parseFlags(e, c, fs, args[1:]); err != nil {
+			return err
+		}
+		if *root == "" {
+			return usagef("--data is required")
+		}
+		ds, err := openDataset(*root, *kind, *split, *maskDir, *classes)
+		if err != nil {
+			return err
+		}
+		rep, err := data.Check(ctx, ds, data.CheckOptions{Workers: *workers})
+		if err != nil {
+			return err
+		}
+		if err := rep.Print(e.stdout); err != nil {
+			return err
+		}
+		if !rep.OK() {
+			return fmt.Errorf("%d bad samples in %s (train with --skip-bad to leave them out)", len(rep.BadIDs()), *split)
+		}
+		return nil
+	}
+	return c
+}
