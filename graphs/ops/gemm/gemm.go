@@ -4,14 +4,21 @@
 // Sgemm is a GotoBLAS/BLIS-style blocked GEMM: op(A) and op(B) are packed (transposition
 // and alpha are handled while packing) into cache-sized blocks, and a register-blocked
 // micro-kernel computes one small tile of C at a time from the packed panels. The
-// micro-kernels are generated Go assembly (gen_kernels.go) for AVX-512 (14×32 tiles) and
-// AVX2+FMA (6×16 tiles), chosen at run time from the CPU's features; a portable Go kernel
-// (4×4 tiles) serves every other CPU and the purego build tag. Large products are split
-// across runtime.GOMAXPROCS(0) goroutines.
+// micro-kernels are generated Go assembly (gen_kernels.go) for AVX-512 (14×32 tiles, 28
+// zmm accumulators, plus 14×8 ymm tiles for narrow right edges) and AVX2+FMA (6×16
+// tiles), chosen at run time from the CPU's features; a portable Go kernel (4×4 tiles)
+// serves every other CPU and the purego build tag. Blocks: kc = 256 (a 14×256 A
+// micro-panel is 14 KiB of a 32–48 KiB L1D), nc = 512 (a 256×512 packed B block is
+// 512 KiB of a 1 MiB L2), mc = 2016 (A block in L2/L3; B is packed once per mc block).
+// Products of more than a few MFLOP are split across runtime.GOMAXPROCS(0) goroutines
+// as a grid of C rectangles; packing buffers and helper goroutines are reused, so
+// steady-state calls do not allocate.
 //
 // The kernel can be forced with the VGGO_GEMM environment variable (read once at start-up)
 // or SetKernel: "avx512", "avx2" or "generic".
 package gemm
+
+//go:generate go run gen_kernels.go
 
 import (
 	"fmt"
