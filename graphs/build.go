@@ -36,7 +36,7 @@ func (m *Model) Build(batch, h, w int, mode Mode) (*Graph, error) {
 			m.Config.Arch, m.Config.InputH, m.Config.InputW, h, w)
 	}
 	g := G.NewGraph()
-	n := &net{cfg: m.Config, g: g, m: m, mode: mode, nodes: map[string]*G.Node{}, argmax: map[string]*ops.Argmax{}}
+	n := &net{cfg: m.Config, info: m.Info, g: g, m: m, mode: mode, nodes: map[string]*G.Node{}, argmax: map[string]*ops.Argmax{}}
 	in := n.input(batch, h, w)
 	out := m.Info.build(n, in)
 	if n.err != nil {

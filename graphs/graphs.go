@@ -250,15 +250,11 @@ type Model struct {
 // gamma 1, beta 0, running mean 0, running variance 1), seeded by cfg.Seed: the same seed
 // gives the same weights.
 func New(cfg Config) (*Model, error) {
-	cfg, info, err := cfg.Normalize()
+	n, err := specPass(cfg)
 	if err != nil {
 		return nil, err
 	}
-	n := &net{cfg: cfg}
-	info.build(n, n.input(1, cfg.InputH, cfg.InputW))
-	if n.err != nil {
-		return nil, n.err
-	}
+	cfg, info := n.cfg, n.info
 	m := &Model{Config: cfg, Info: info, byName: map[string]*Param{}, bn: map[string]*ops.BatchNormState{}, drop: map[string]*ops.DropoutState{}}
 	for _, ps := range n.params {
 		p := &Param{Name: ps.name, Shape: ps.shape, Trainable: ps.trainable, NoDecay: ps.noDecay, init: ps.init, fan: ps.fan}
@@ -326,20 +322,30 @@ type ParamSpec struct {
 
 // Specs returns the parameters and buffers a configuration has, without allocating them.
 func Specs(cfg Config) ([]ParamSpec, error) {
-	cfg, info, err := cfg.Normalize()
+	n, err := specPass(cfg)
 	if err != nil {
 		return nil, err
-	}
-	n := &net{cfg: cfg}
-	info.build(n, n.input(1, cfg.InputH, cfg.InputW))
-	if n.err != nil {
-		return nil, n.err
 	}
 	out := make([]ParamSpec, len(n.params))
 	for i, p := range n.params {
 		out[i] = ParamSpec{Name: p.name, Shape: p.shape, Trainable: p.trainable}
 	}
 	return out, nil
+}
+
+// specPass runs the architecture's builder without a graph: shapes, parameter specs and
+// summary rows, nothing allocated.
+func specPass(cfg Config) (*net, error) {
+	cfg, info, err := cfg.Normalize()
+	if err != nil {
+		return nil, err
+	}
+	n := &net{cfg: cfg, info: info}
+	info.build(n, n.input(1, cfg.InputH, cfg.InputW))
+	if n.err != nil {
+		return nil, n.err
+	}
+	return n, nil
 }
 
 func prod(s []int) int {

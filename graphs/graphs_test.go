@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,7 +67,7 @@ func TestSummaryOutputShapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := s.Rows[len(s.Rows)-1].Shape
-		if !equalShape(got, tt.want) {
+		if !slices.Equal(got, tt.want) {
 			t.Errorf("%s: output shape %v, want %v", tt.cfg.Arch, got, tt.want)
 		}
 	}
@@ -80,7 +81,7 @@ func TestAlexNetShapes(t *testing.T) {
 	}
 	want := map[string][]int{"conv1": {1, 96, 56, 56}, "pool1": {1, 96, 27, 27}, "pool2": {1, 256, 13, 13}, "pool5": {1, 256, 6, 6}, "flatten": {1, 9216}}
 	for _, r := range s.Rows {
-		if w, ok := want[r.Layer]; ok && !equalShape(r.Shape, w) {
+		if w, ok := want[r.Layer]; ok && !slices.Equal(r.Shape, w) {
 			t.Errorf("%s: shape %v, want %v", r.Layer, r.Shape, w)
 		}
 	}
@@ -147,10 +148,10 @@ func TestInitIsSeeded(t *testing.T) {
 	b, _ := New(Config{Arch: "vgg19-unet", Mult: 0.125, InputH: 32, Seed: 7})
 	c, _ := New(Config{Arch: "vgg19-unet", Mult: 0.125, InputH: 32, Seed: 8})
 	w := a.Param("b1.0.weight").Data
-	if !equalF32(w, b.Param("b1.0.weight").Data) {
+	if !slices.Equal(w, b.Param("b1.0.weight").Data) {
 		t.Error("same seed gave different weights")
 	}
-	if equalF32(w, c.Param("b1.0.weight").Data) {
+	if slices.Equal(w, c.Param("b1.0.weight").Data) {
 		t.Error("different seeds gave equal weights")
 	}
 	// Kaiming normal, fan_out = 8*3*3: std sqrt(2/72) = 0.1667.
@@ -233,7 +234,7 @@ func TestForwardBackwardAllModels(t *testing.T) {
 			}
 			gr, vm := buildRun(t, m, tt.batch, tt.h, tt.w)
 			defer vm.Close()
-			if got := []int(gr.Logits.Shape()); !equalShape(got, tt.want) {
+			if got := []int(gr.Logits.Shape()); !slices.Equal(got, tt.want) {
 				t.Fatalf("logits shape %v, want %v", got, tt.want)
 			}
 			for i, p := range m.Trainable() {
@@ -284,18 +285,6 @@ func TestGraphsShareParameters(t *testing.T) {
 	if after[0]-before[0] < 0.999 || after[0]-before[0] > 1.001 {
 		t.Errorf("evaluation graph did not see the in-place update: %g -> %g", before[0], after[0])
 	}
-}
-
-func equalF32(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func allZero(a []float32) bool {

@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"fmt"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -40,7 +41,8 @@ type Row struct {
 // model's parameter tensors. The first error sticks and turns later calls into no-ops, so
 // the zoo reads as a plain list of layers.
 type net struct {
-	cfg Config
+	cfg  Config
+	info ArchInfo
 
 	// build mode (g != nil)
 	g      *G.ExprGraph
@@ -80,7 +82,7 @@ func (n *net) param(ps paramSpec) *G.Node {
 		return nil // spec mode; buffers live in the batch-norm state, not in the graph
 	}
 	p := n.m.byName[ps.name]
-	if p == nil || !equalShape(p.Shape, ps.shape) {
+	if p == nil || !slices.Equal(p.Shape, ps.shape) {
 		n.fail("parameter %s missing or reshaped", ps.name)
 		return nil
 	}
@@ -307,16 +309,4 @@ func (n *net) dropout(x act, module, layer string) act {
 	}
 	n.row(layer, module, fmt.Sprintf("Dropout(%g)", n.cfg.Dropout), y.shape, 0)
 	return y
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

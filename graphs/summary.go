@@ -19,16 +19,11 @@ type Summary struct {
 
 // Summarize describes cfg for a batch of one without allocating any weight or activation.
 func Summarize(cfg Config) (*Summary, error) {
-	cfg, info, err := cfg.Normalize()
+	n, err := specPass(cfg)
 	if err != nil {
 		return nil, err
 	}
-	n := &net{cfg: cfg}
-	info.build(n, n.input(1, cfg.InputH, cfg.InputW))
-	if n.err != nil {
-		return nil, n.err
-	}
-	s := &Summary{Config: cfg, Info: info, Rows: n.rows}
+	s := &Summary{Config: n.cfg, Info: n.info, Rows: n.rows}
 	for _, p := range n.params {
 		c := prod(p.shape)
 		s.Total += c

@@ -111,9 +111,16 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 	return t, nil
 }
 
-// Resume continues the run in dir from its last checkpoint. epochs > 0 changes the total
-// number of epochs (the schedule is stretched accordingly).
-func Resume(dir string, epochs int, opt Options) (*Trainer, error) {
+// Overrides are what a resumed run may change: the total number of epochs (the schedule
+// is stretched accordingly) and the number of loader goroutines (which does not change
+// the batches). Zero keeps the saved value.
+type Overrides struct {
+	Epochs, Workers int
+}
+
+// Resume continues the run in dir from its last checkpoint.
+func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
+	epochs := ov.Epochs
 	path := filepath.Join(dir, checkpoints.LastName)
 	f, err := checkpoints.Load(path)
 	if err != nil {
@@ -129,6 +136,9 @@ func Resume(dir string, epochs int, opt Options) (*Trainer, error) {
 	cfg.Out = dir
 	if epochs > 0 {
 		cfg.Epochs = epochs
+	}
+	if ov.Workers > 0 {
+		cfg.Data.Workers = ov.Workers
 	}
 	t := &Trainer{cfg: cfg, opt: opt}
 	if err := t.setup(); err != nil {
@@ -192,7 +202,7 @@ func (t *Trainer) setup() error {
 		mcfg.InputH, mcfg.InputW = cfg.CropH, cfg.CropW
 	}
 	cfg.Model = mcfg
-	t.names = metricsNames(t.names, mcfg.Classes)
+	t.names = NamesFor(t.names, mcfg.Classes)
 	if err := info.CheckInput(cfg.CropH, cfg.CropW); err != nil {
 		return fmt.Errorf("train: --crop: %w", err)
 	}
@@ -257,8 +267,9 @@ func kindName(t data.Task) string {
 	return "classification"
 }
 
-// metricsNames gives a name to every class index of the model.
-func metricsNames(names []string, classes int) []string {
+// NamesFor gives a name to each of classes class indices: the dataset's names, then
+// class<i> for indices beyond them.
+func NamesFor(names []string, classes int) []string {
 	out := make([]string, classes)
 	for i := range out {
 		if i < len(names) {

@@ -138,7 +138,7 @@ func TestResumeMidEpochIsExact(t *testing.T) {
 		t.Fatalf("checkpoint at epoch %s step %s, want 1 and 2", f.Metadata[MetaEpoch], f.Metadata[MetaEpochStep])
 	}
 	var log strings.Builder
-	tr3, err := Resume(cfg.Out, 0, Options{Log: &log})
+	tr3, err := Resume(cfg.Out, Overrides{Workers: 1}, Options{Log: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,10 +168,10 @@ func TestResumeMoreEpochs(t *testing.T) {
 	if _, err := runFresh(t, cfg, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resume(cfg.Out, 0, Options{}); err == nil || !strings.Contains(err.Error(), "has finished") {
+	if _, err := Resume(cfg.Out, Overrides{}, Options{}); err == nil || !strings.Contains(err.Error(), "has finished") {
 		t.Errorf("resuming a finished run without --epochs: %v", err)
 	}
-	tr2, err := Resume(cfg.Out, 4, Options{})
+	tr2, err := Resume(cfg.Out, Overrides{Epochs: 4}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestNonFiniteLossKeepsLastCheckpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Resume(cfg.Out, 5, Options{})
+	tr, err := Resume(cfg.Out, Overrides{Epochs: 5}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestNewRefusesExistingRun(t *testing.T) {
 
 func TestResumeErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Resume(dir, 0, Options{}); err == nil || !strings.Contains(err.Error(), "nothing to resume") {
+	if _, err := Resume(dir, Overrides{}, Options{}); err == nil || !strings.Contains(err.Error(), "nothing to resume") {
 		t.Errorf("empty dir: %v", err)
 	}
 	cfg := tinyConfig(t, t.TempDir())
@@ -255,7 +255,7 @@ func TestResumeErrors(t *testing.T) {
 	if err := os.WriteFile(last, b[:len(b)/2], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Resume(cfg.Out, 2, Options{}); !errors.Is(err, checkpoints.ErrTruncated) {
+	if _, err := Resume(cfg.Out, Overrides{Epochs: 2}, Options{}); !errors.Is(err, checkpoints.ErrTruncated) {
 		t.Errorf("truncated checkpoint: %v", err)
 	}
 }

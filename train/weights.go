@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
@@ -65,7 +66,7 @@ func ClassNames(f *checkpoints.File, classes int) []string {
 	if len(names) == 0 && classes <= len(data.VOCClasses()) {
 		names = data.VOCClasses()
 	}
-	return metricsNames(names, classes)
+	return NamesFor(names, classes)
 }
 
 // isWeight tells model tensors from optimizer state and PyTorch's batch counters.
@@ -179,7 +180,7 @@ func LoadPretrained(m *graphs.Model, path string) (*PretrainedReport, error) {
 			rep.Skipped[t.Name] = "no such tensor in " + m.Config.Arch
 		case t.DType != checkpoints.F32 && t.DType != "":
 			rep.Skipped[t.Name] = fmt.Sprintf("dtype %s (want F32)", t.DType)
-		case !equalInts(p.Shape, t.Shape):
+		case !slices.Equal(p.Shape, t.Shape):
 			rep.Skipped[t.Name] = fmt.Sprintf("shape %v, model has %v", t.Shape, p.Shape)
 		default:
 			copy(p.Data, t.Data)
@@ -230,16 +231,4 @@ func firstName(f *checkpoints.File) string {
 		return "nothing"
 	}
 	return f.Tensors[0].Name
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -121,7 +121,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		names := datasetNames(ds, m.Config.Classes)
+		names := train.NamesFor(ds.ClassNames(), m.Config.Classes)
 		ev := train.NewEvaluator(m)
 		defer ev.Close()
 		var bar func(done, total int)
@@ -155,18 +155,4 @@ Examples:
 		return res.Cls.WriteTable(e.stdout)
 	}
 	return c
-}
-
-// datasetNames names the model's classes after the dataset's.
-func datasetNames(ds data.Dataset, classes int) []string {
-	names := ds.ClassNames()
-	out := make([]string, classes)
-	for i := range out {
-		if i < len(names) {
-			out[i] = names[i]
-		} else {
-			out[i] = fmt.Sprintf("class%d", i)
-		}
-	}
-	return out
 }

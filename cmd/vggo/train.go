@@ -112,7 +112,7 @@ Examples:
 					return usagef("--%s cannot be changed when resuming (the run's config.json holds it); only --epochs can", name)
 				}
 			}
-			tr, err := train.Resume(*resume, *epochs, opts)
+			tr, err := train.Resume(*resume, train.Overrides{Epochs: *epochs, Workers: *workers}, opts)
 			if err != nil {
 				return err
 			}
