@@ -274,7 +274,7 @@ func excludeBad(ctx context.Context, e *env, cfg *train.Config) error {
 	}
 	fmt.Fprintf(e.stderr, "--skip-bad: leaving out %d bad samples of %s:\n", len(bad), cfg.Data.TrainSplit)
 	for _, p := range rep.Problems {
-		fmt.Fprintf(e.stderr, "  %v\n", p)
+		fmt.Fprintf(e.stderr, "  %s: %v\n", p.ID, p.Err)
 	}
 	cfg.Data.Exclude = bad
 	return nil
