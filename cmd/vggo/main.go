@@ -46,6 +46,7 @@ func commands() []*command {
 		demoDataCmd(),
 		exportCmd(),
 		reportCmd(),
+		benchCmd(),
 	}
 }
 
