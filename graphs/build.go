@@ -19,6 +19,8 @@ type Graph struct {
 	InputT *tensor.Dense // write the batch into InputT's backing before running
 	Logits *G.Node       // (Batch, classes) or (Batch, classes, H, W)
 	Params []*G.Node     // trainable parameter nodes, in the order of Model.Trainable()
+	// Workspace is the scratch memory the graph's convolutions share.
+	Workspace *ops.Workspace
 }
 
 // Build makes the model's expression graph for batch images of h×w pixels. Classifiers
@@ -36,13 +38,13 @@ func (m *Model) Build(batch, h, w int, mode Mode) (*Graph, error) {
 			m.Config.Arch, m.Config.InputH, m.Config.InputW, h, w)
 	}
 	g := G.NewGraph()
-	n := &net{cfg: m.Config, info: m.Info, g: g, m: m, mode: mode, nodes: map[string]*G.Node{}, argmax: map[string]*ops.Argmax{}}
+	n := &net{cfg: m.Config, info: m.Info, g: g, m: m, mode: mode, nodes: map[string]*G.Node{}, argmax: map[string]*ops.Argmax{}, ws: ops.NewWorkspace()}
 	in := n.input(batch, h, w)
 	out := m.Info.build(n, in)
 	if n.err != nil {
 		return nil, n.err
 	}
-	gr := &Graph{G: g, Mode: mode, Batch: batch, H: h, W: w, Input: in.node, Logits: out.node}
+	gr := &Graph{G: g, Mode: mode, Batch: batch, H: h, W: w, Input: in.node, Logits: out.node, Workspace: n.ws}
 	gr.InputT = tensor.New(tensor.WithShape(batch, 3, h, w), tensor.Of(tensor.Float32))
 	if err := G.Let(in.node, gr.InputT); err != nil {
 		return nil, fmt.Errorf("graphs: bind input: %w", err)

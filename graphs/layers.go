@@ -50,6 +50,7 @@ type net struct {
 	mode   Mode
 	nodes  map[string]*G.Node // parameter nodes by name
 	argmax map[string]*ops.Argmax
+	ws     *ops.Workspace // scratch shared by the graph's convolutions
 
 	params     []paramSpec
 	bnLayers   []string
@@ -102,6 +103,15 @@ func (n *net) input(batch, h, w int) act {
 
 // conv is a 2-D convolution with bias; pad nil means TensorFlow 'same'.
 func (n *net) conv(x act, module, layer string, cout, k, stride int, pad *ops.Padding) act {
+	return n.convAct(x, module, layer, "", cout, k, stride, pad)
+}
+
+// convReLU is conv followed by a ReLU (summary row reluLayer), computed by one fused op.
+func (n *net) convReLU(x act, module, layer, reluLayer string, cout, k, stride int, pad *ops.Padding) act {
+	return n.convAct(x, module, layer, reluLayer, cout, k, stride, pad)
+}
+
+func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride int, pad *ops.Padding) act {
 	if n.err != nil {
 		return x
 	}
@@ -125,16 +135,29 @@ func (n *net) conv(x act, module, layer string, cout, k, stride int, pad *ops.Pa
 	y := act{shape: []int{x.shape[0], cout, ho, wo}}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.Conv2D(x.node, wn, bn, ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p})
+		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws}
+		y.node, err = ops.Conv2D(x.node, wn, bn, cfg)
 		if n.wrap(layer, err) {
 			return x
 		}
 	}
 	n.row(layer, module, "Conv2D", y.shape, cout*cin*k*k+cout)
+	if reluLayer != "" {
+		n.row(reluLayer, "", "ReLU", y.shape, 0)
+	}
 	return y
 }
 
 func (n *net) batchNorm(x act, module, layer string) act {
+	return n.batchNormAct(x, module, layer, "")
+}
+
+// batchNormReLU is batchNorm followed by a ReLU (summary row reluLayer), one fused op.
+func (n *net) batchNormReLU(x act, module, layer, reluLayer string) act {
+	return n.batchNormAct(x, module, layer, reluLayer)
+}
+
+func (n *net) batchNormAct(x act, module, layer, reluLayer string) act {
 	if n.err != nil {
 		return x
 	}
@@ -147,12 +170,19 @@ func (n *net) batchNorm(x act, module, layer string) act {
 	y := act{shape: x.shape}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.BatchNorm2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+		if reluLayer != "" {
+			y.node, err = ops.BatchNormReLU2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+		} else {
+			y.node, err = ops.BatchNorm2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+		}
 		if n.wrap(layer, err) {
 			return x
 		}
 	}
 	n.row(layer, module, "BatchNorm", y.shape, 4*c)
+	if reluLayer != "" {
+		n.row(reluLayer, "", "ReLU", y.shape, 0)
+	}
 	return y
 }
 

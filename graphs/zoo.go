@@ -36,15 +36,15 @@ func (n *net) vggFeatures(x act, prefix string, blocks []Block, bn bool, keepIdx
 	var pre []act
 	for b, blk := range blocks {
 		for c := 1; c <= blk.Convs; c++ {
-			layer := fmt.Sprintf("block%d_conv%d", b+1, c)
-			x = n.conv(x, fmt.Sprintf("%s.%d", prefix, i), layer, n.scaled(blk.Channels), 3, 1, nil)
-			i++
-			if bn {
-				x = n.batchNorm(x, fmt.Sprintf("%s.%d", prefix, i), fmt.Sprintf("block%d_bn%d", b+1, c))
-				i++
+			layer, relu := fmt.Sprintf("block%d_conv%d", b+1, c), fmt.Sprintf("block%d_relu%d", b+1, c)
+			if !bn {
+				x = n.convReLU(x, fmt.Sprintf("%s.%d", prefix, i), layer, relu, n.scaled(blk.Channels), 3, 1, nil)
+				i += 2
+				continue
 			}
-			x = n.relu(x, fmt.Sprintf("block%d_relu%d", b+1, c))
-			i++
+			x = n.conv(x, fmt.Sprintf("%s.%d", prefix, i), layer, n.scaled(blk.Channels), 3, 1, nil)
+			x = n.batchNormReLU(x, fmt.Sprintf("%s.%d", prefix, i+1), fmt.Sprintf("block%d_bn%d", b+1, c), relu)
+			i += 3
 		}
 		pre = append(pre, x)
 		key := ""
@@ -81,19 +81,14 @@ func vggClassifier(blocks []Block, bn bool) func(n *net, x act) act {
 // buildAlexNet is seed 002's AlexNet: 'same' padding on the 11x11/4 convolution
 // (asymmetric, as TensorFlow pads), valid 3x3/2 poolings.
 func buildAlexNet(n *net, x act) act {
-	x = n.conv(x, "conv1", "conv1", n.scaled(96), 11, 4, nil)
-	x = n.relu(x, "conv1_relu")
+	x = n.convReLU(x, "conv1", "conv1", "conv1_relu", n.scaled(96), 11, 4, nil)
 	x = n.maxPool(x, "pool1", 3, 2, "")
 	p2 := ops.Symmetric(2)
-	x = n.conv(x, "conv2", "conv2", n.scaled(256), 5, 1, &p2)
-	x = n.relu(x, "conv2_relu")
+	x = n.convReLU(x, "conv2", "conv2", "conv2_relu", n.scaled(256), 5, 1, &p2)
 	x = n.maxPool(x, "pool2", 3, 2, "")
-	x = n.conv(x, "conv3", "conv3", n.scaled(256), 3, 1, nil)
-	x = n.relu(x, "conv3_relu")
-	x = n.conv(x, "conv4", "conv4", n.scaled(384), 3, 1, nil)
-	x = n.relu(x, "conv4_relu")
-	x = n.conv(x, "conv5", "conv5", n.scaled(256), 3, 1, nil)
-	x = n.relu(x, "conv5_relu")
+	x = n.convReLU(x, "conv3", "conv3", "conv3_relu", n.scaled(256), 3, 1, nil)
+	x = n.convReLU(x, "conv4", "conv4", "conv4_relu", n.scaled(384), 3, 1, nil)
+	x = n.convReLU(x, "conv5", "conv5", "conv5_relu", n.scaled(256), 3, 1, nil)
 	x = n.maxPool(x, "pool5", 3, 2, "")
 	return n.classifierHead(x)
 }
@@ -132,8 +127,7 @@ func buildSegNet(n *net, x act) act {
 		i++
 		for c, w := range widths {
 			x = n.conv(x, fmt.Sprintf("decoder.%d", i), fmt.Sprintf("dec%d_conv%d", level, c+1), n.scaled(w), 3, 1, nil)
-			x = n.batchNorm(x, fmt.Sprintf("decoder.%d", i+1), fmt.Sprintf("dec%d_bn%d", level, c+1))
-			x = n.relu(x, fmt.Sprintf("dec%d_relu%d", level, c+1))
+			x = n.batchNormReLU(x, fmt.Sprintf("decoder.%d", i+1), fmt.Sprintf("dec%d_bn%d", level, c+1), fmt.Sprintf("dec%d_relu%d", level, c+1))
 			i += 3
 		}
 	}
@@ -144,8 +138,7 @@ func buildSegNet(n *net, x act) act {
 // unetBlock is a torch nn.Sequential of convs 3x3 conv+ReLU pairs named prefix.0, prefix.2, ...
 func (n *net) unetBlock(x act, prefix string, convs, width int) act {
 	for c := 0; c < convs; c++ {
-		x = n.conv(x, fmt.Sprintf("%s.%d", prefix, 2*c), fmt.Sprintf("%s_conv%d", prefix, c+1), n.scaled(width), 3, 1, nil)
-		x = n.relu(x, fmt.Sprintf("%s_relu%d", prefix, c+1))
+		x = n.convReLU(x, fmt.Sprintf("%s.%d", prefix, 2*c), fmt.Sprintf("%s_conv%d", prefix, c+1), fmt.Sprintf("%s_relu%d", prefix, c+1), n.scaled(width), 3, 1, nil)
 	}
 	return x
 }

@@ -60,6 +60,12 @@ type BenchResult struct {
 	InferStepsMS   []float64   `json:"infer_steps_ms,omitempty"`
 	TrainAllocsMiB float64     `json:"train_alloc_mib_per_step"` // Go heap bytes allocated per timed step
 	InferAllocsMiB float64     `json:"infer_alloc_mib_per_step"`
+	// Memory the graphs' plans hold: activation buffers (ops.MemoryPlan, at most in use
+	// at once) and convolution scratch (ops.Workspace), MiB.
+	TrainActivationsMiB float64 `json:"train_activations_mib"`
+	TrainWorkspaceMiB   float64 `json:"train_workspace_mib"`
+	InferActivationsMiB float64 `json:"infer_activations_mib"`
+	InferWorkspaceMiB   float64 `json:"infer_workspace_mib"`
 }
 
 // KindTime is the mean time per step spent in one kind of op.
@@ -183,7 +189,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	prof := ops.NewProfile()
 	if !cfg.SkipTrain {
 		fmt.Fprintf(log, "bench: %s %dx%d batch %d: training, %d+%d steps\n", cfg.Model.Arch, cfg.H, cfg.W, cfg.Batch, cfg.Warmup, cfg.Steps)
-		steps, split, alloc, err := benchTrain(ctx, m, cfg, prof)
+		steps, split, alloc, err := benchTrain(ctx, m, cfg, prof, res)
 		if err != nil {
 			return nil, err
 		}
@@ -201,7 +207,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	if !cfg.SkipInfer {
 		fmt.Fprintf(log, "bench: %s %dx%d batch %d: inference, %d+%d steps\n", cfg.Model.Arch, cfg.H, cfg.W, cfg.InferBatch, cfg.Warmup, cfg.Steps)
 		prof.Reset()
-		steps, split, alloc, err := benchInfer(ctx, m, cfg, prof)
+		steps, split, alloc, err := benchInfer(ctx, m, cfg, prof, res)
 		if err != nil {
 			return nil, err
 		}
@@ -279,6 +285,8 @@ func LookupBenchPreset(name string) (BenchPreset, error) {
 type trainSession struct {
 	m      *graphs.Model
 	gr     *graphs.Graph
+	grads  G.Nodes // gradient nodes, in the order of gr.Params
+	plan   *ops.MemoryPlan
 	vm     G.VM
 	opt    Optimizer
 	params []Param
@@ -296,19 +304,24 @@ func newTrainSession(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*trai
 	if err != nil {
 		return nil, err
 	}
-	if _, err := G.Grad(loss, gr.Params...); err != nil {
+	grads, err := G.Grad(loss, gr.Params...)
+	if err != nil {
 		return nil, fmt.Errorf("train: bench: gradients: %w", err)
 	}
 	prof.Attach(gr.G)
+	plan := ops.PlanMemory(gr.G)
 	opt, err := NewOptimizer(DefaultOptimizerConfig("sgd"))
 	if err != nil {
 		return nil, err
 	}
-	s := &trainSession{m: m, gr: gr, opt: opt, prof: prof, lr: cfg.LR}
+	s := &trainSession{m: m, gr: gr, grads: grads, opt: opt, prof: prof, lr: cfg.LR, plan: plan}
 	for _, p := range m.Trainable() {
 		s.params = append(s.params, Param{Name: p.Name, Data: p.Data})
 	}
-	s.vm = G.NewTapeMachine(gr.G, G.BindDualValues(gr.Params...))
+	// No BindDualValues: the gradient nodes' own outputs are the gradients. Binding would
+	// make the machine add each into a second, parameter-sized buffer every step (which
+	// then has to be cleared), doubling gradient memory and adding two passes over it.
+	s.vm = G.NewTapeMachine(gr.G)
 	return s, nil
 }
 
@@ -318,10 +331,10 @@ func (s *trainSession) step(i int) error {
 	if err := s.vm.RunAll(); err != nil {
 		return fmt.Errorf("train: bench: step %d: %w", i, err)
 	}
-	for j, node := range s.gr.Params {
-		gv, err := node.Grad()
-		if err != nil {
-			return fmt.Errorf("train: bench: gradient of %s: %w", s.params[j].Name, err)
+	for j, node := range s.grads {
+		gv := node.Value()
+		if gv == nil {
+			return fmt.Errorf("train: bench: gradient of %s was not computed", s.params[j].Name)
 		}
 		s.params[j].Grad = gv.Data().([]float32)
 	}
@@ -330,9 +343,6 @@ func (s *trainSession) step(i int) error {
 		return err
 	}
 	s.prof.Stop(ops.KindOptimizer, t0)
-	for j := range s.params {
-		clear(s.params[j].Grad)
-	}
 	return nil
 }
 
@@ -340,8 +350,9 @@ func (s *trainSession) close() { s.vm.Close() }
 
 // inferSession is an evaluation graph ready to run.
 type inferSession struct {
-	gr *graphs.Graph
-	vm G.VM
+	gr   *graphs.Graph
+	plan *ops.MemoryPlan
+	vm   G.VM
 }
 
 func newInferSession(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*inferSession, error) {
@@ -351,7 +362,8 @@ func newInferSession(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*infe
 	}
 	fillRandom(gr.InputT.Float32s(), 2)
 	prof.Attach(gr.G)
-	return &inferSession{gr: gr, vm: G.NewTapeMachine(gr.G)}, nil
+	plan := ops.PlanMemory(gr.G)
+	return &inferSession{gr: gr, plan: plan, vm: G.NewTapeMachine(gr.G)}, nil
 }
 
 func (s *inferSession) step(i int) error {
@@ -364,22 +376,28 @@ func (s *inferSession) step(i int) error {
 
 func (s *inferSession) close() { s.vm.Close() }
 
-func benchTrain(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile) ([]time.Duration, []KindTime, float64, error) {
+func benchTrain(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile, res *BenchResult) ([]time.Duration, []KindTime, float64, error) {
 	s, err := newTrainSession(m, cfg, prof)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	defer s.close()
-	return timeSteps(ctx, cfg, prof, s.step)
+	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
+	res.TrainActivationsMiB = float64(s.plan.PeakFloats()) * 4 / (1 << 20)
+	res.TrainWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
+	return times, split, alloc, err
 }
 
-func benchInfer(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile) ([]time.Duration, []KindTime, float64, error) {
+func benchInfer(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile, res *BenchResult) ([]time.Duration, []KindTime, float64, error) {
 	s, err := newInferSession(m, cfg, prof)
 	if err != nil {
 		return nil, nil, 0, err
 	}
 	defer s.close()
-	return timeSteps(ctx, cfg, prof, s.step)
+	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
+	res.InferActivationsMiB = float64(s.plan.PeakFloats()) * 4 / (1 << 20)
+	res.InferWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
+	return times, split, alloc, err
 }
 
 // timeSteps runs cfg.Warmup untimed steps and cfg.Steps timed ones, and returns each

@@ -49,7 +49,7 @@ func TestBenchTiny(t *testing.T) {
 				for _, k := range split {
 					kinds[k.Kind] = true
 				}
-				for _, k := range []string{"conv", "activation", FrameworkKind} {
+				for _, k := range []string{"conv", FrameworkKind} {
 					if !kinds[k] {
 						t.Errorf("%s: split %v has no %q", phase, split, k)
 					}

@@ -47,6 +47,17 @@ func NewBatchNormState(name string, c int) *BatchNormState {
 // with st's running statistics. The gradients with respect to x, gamma and beta are exact
 // in both modes (in evaluation mode the layer is an affine map of x).
 func BatchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.Node, error) {
+	return batchNorm2D(x, gamma, beta, st, training, false)
+}
+
+// BatchNormReLU2D is BatchNorm2D followed by a ReLU, in one op: max(gamma·x̂ + beta, 0).
+// The gradients pass the output gradient only where the output is positive, as ReLU's
+// do. It saves the separate ReLU's output buffer and two passes over the activations.
+func BatchNormReLU2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.Node, error) {
+	return batchNorm2D(x, gamma, beta, st, training, true)
+}
+
+func batchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training, relu bool) (*G.Node, error) {
 	if err := checkF32Node("batchnorm2d", "x", x, 4); err != nil {
 		return nil, err
 	}
@@ -85,7 +96,7 @@ func BatchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.
 	if training && s[0]*s[2]*s[3] < 2 {
 		return nil, fmt.Errorf("ops: batchnorm2d %s: x has shape %v: training needs more than one value per channel", st.Name, s)
 	}
-	op := &bnOp{st: st, training: training, momentum: momentum, eps: eps, shape: s}
+	op := &bnOp{st: st, training: training, relu: relu, momentum: momentum, eps: eps, shape: s}
 	y, err := G.ApplyOp(op, x, gamma, beta)
 	if err != nil {
 		return nil, fmt.Errorf("ops: batchnorm2d %s: %w", st.Name, err)
@@ -96,9 +107,10 @@ func BatchNorm2D(x, gamma, beta *G.Node, st *BatchNormState, training bool) (*G.
 // bnOp is the forward op; it also owns what its gradient ops share: the statistics the
 // last run normalised with and the gamma/beta gradients of the last backward run.
 type bnOp struct {
-	profiled
+	opHooks
 	st            *BatchNormState
 	training      bool
+	relu          bool // fused ReLU
 	momentum, eps float64
 	shape         tensor.Shape // x: (N, C, H, W)
 	buf           ownedBuf
@@ -123,7 +135,7 @@ func (op *bnOp) OverwritesInput() int                           { return -1 }
 func (op *bnOp) WriteHash(h hash.Hash) { fmt.Fprintf(h, "%s@%p", op.String(), op.st) }
 func (op *bnOp) Hashcode() uint32      { return hashOp(op) }
 func (op *bnOp) String() string {
-	return fmt.Sprintf("BatchNorm2D{%q,train=%v,momentum=%v,eps=%v}%v", op.st.Name, op.training, op.momentum, op.eps, op.shape)
+	return fmt.Sprintf("BatchNorm2D{%q,train=%v,relu=%v,momentum=%v,eps=%v}%v", op.st.Name, op.training, op.relu, op.momentum, op.eps, op.shape)
 }
 
 func (op *bnOp) dims() (n, c, hw int) { return op.shape[0], op.shape[1], op.shape[2] * op.shape[3] }
@@ -139,7 +151,7 @@ func (op *bnOp) alloc() {
 }
 
 func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
+	defer op.finish(KindBatchNorm, op.start(), inputs)
 	name := "batchnorm2d " + op.st.Name
 	if err := checkArity(name, inputs, 3); err != nil {
 		return nil, err
@@ -201,14 +213,14 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 		op.scale[ch], op.shift[ch] = float32(a), float32(float64(beta[ch])-op.mean[ch]*a)
 	}
 
-	t, y := op.buf.get(op.shape)
+	t, y := op.buf.get(&op.opHooks, op.shape)
+	floor := float32(math.Inf(-1))
+	if op.relu {
+		floor = 0
+	}
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			a, b := op.scale[p%c], op.shift[p%c]
-			yp := y[p*hw : (p+1)*hw]
-			for i, v := range x[p*hw : (p+1)*hw] {
-				yp[i] = v*a + b
-			}
+			affine(y[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], op.scale[p%c], op.shift[p%c], floor)
 		}
 	})
 	return t, nil
@@ -245,7 +257,7 @@ func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 //	training: dx = gamma·invstd·(dy - dbeta/n - x̂·dgamma/n)
 //	eval:     dx = gamma·invstd·dy
 type bnDiffOp struct {
-	profiled
+	opHooks
 	fwd        *bnOp
 	buf        ownedBuf
 	k1, k2, k3 []float32 // len C: dx = k1*dy + k2*(x-mean) + k3
@@ -268,7 +280,7 @@ func (op *bnDiffOp) Hashcode() uint32 { return hashOp(op) }
 func (op *bnDiffOp) String() string   { return "Diff" + op.fwd.String() }
 
 func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
+	defer op.finish(KindBatchNorm, op.start(), inputs)
 	f := op.fwd
 	name := "batchnorm2d " + f.st.Name + " gradient"
 	if err := checkArity(name, inputs, 4); err != nil {
@@ -287,6 +299,12 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	var mask []float32 // the fused ReLU's output: the gradient passes where it is positive
+	if f.relu {
+		if mask, err = f32Value(inputs[2], name, "y", f.shape); err != nil {
+			return nil, err
+		}
+	}
 	if f.mean == nil {
 		return nil, fmt.Errorf("ops: %s: the forward pass has not run", name)
 	}
@@ -297,7 +315,11 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	// Per-plane Σdy and Σdy·(x-mean), then per channel.
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], f.mean[p%c])
+			var yp []float32
+			if mask != nil {
+				yp = mask[p*hw : (p+1)*hw]
+			}
+			f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], yp, f.mean[p%c])
 		}
 	})
 	cnt := float64(n * hw)
@@ -318,23 +340,20 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 		}
 	}
 
-	t, dx := op.buf.get(f.shape)
+	t, dx := op.buf.get(&op.opHooks, f.shape)
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			ch := p % c
 			dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw]
-			k1 := op.k1[ch]
+			var yp []float32
+			if mask != nil {
+				yp = mask[p*hw : (p+1)*hw]
+			}
 			if !f.training {
-				for i, g := range dyp {
-					dxp[i] = k1 * g
-				}
+				bnBack(dxp, dyp, dyp, yp, op.k1[ch], 0, 0, 0) // dx = k1·dy'
 				continue
 			}
-			k2, k3, m := op.k2[ch], op.k3[ch], op.mean32[ch]
-			xp := x[p*hw : (p+1)*hw]
-			for i, g := range dyp {
-				dxp[i] = k1*g + k2*(xp[i]-m) + k3
-			}
+			bnBack(dxp, dyp, x[p*hw:(p+1)*hw], yp, op.k1[ch], op.k2[ch], op.k3[ch], op.mean32[ch])
 		}
 	})
 	return t, nil
@@ -343,7 +362,7 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 // bnParamGradOp returns the gamma (or beta) gradient that the bnDiffOp it reads (its
 // input, for ordering) stashed in the forward op.
 type bnParamGradOp struct {
-	profiled
+	opHooks
 	fwd  *bnOp
 	beta bool
 	buf  ownedBuf
@@ -372,7 +391,7 @@ func (op *bnParamGradOp) which() string {
 }
 
 func (op *bnParamGradOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindBatchNorm, op.prof.Start())
+	defer op.finish(KindBatchNorm, op.start(), inputs)
 	if err := checkArity("batchnorm2d "+op.fwd.st.Name+" "+op.which(), inputs, 1); err != nil {
 		return nil, err
 	}
@@ -384,61 +403,7 @@ func (op *bnParamGradOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(src) != c {
 		return nil, fmt.Errorf("ops: batchnorm2d %s: %s: the gradient pass has not run", op.fwd.st.Name, op.which())
 	}
-	t, d := op.buf.get(tensor.Shape{c})
+	t, d := op.buf.get(&op.opHooks, tensor.Shape{c})
 	copy(d, src)
 	return t, nil
-}
-
-// sum64 returns Σ x in float64 (four accumulators, to keep the adds pipelined).
-func sum64(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// sumSqDev64 returns Σ (x-m)² in float64.
-func sumSqDev64(x []float32, m float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		d0, d1, d2, d3 := float64(x[i])-m, float64(x[i+1])-m, float64(x[i+2])-m, float64(x[i+3])-m
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(x); i++ {
-		d := float64(x[i]) - m
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// sumDyDev64 returns Σ dy and Σ dy·(x-m) in float64.
-func sumDyDev64(dy, x []float32, m float64) (sdy, sdyx float64) {
-	x = x[:len(dy)]
-	var a0, a1, b0, b1 float64
-	i := 0
-	for ; i+2 <= len(dy); i += 2 {
-		g0, g1 := float64(dy[i]), float64(dy[i+1])
-		a0 += g0
-		a1 += g1
-		b0 += g0 * (float64(x[i]) - m)
-		b1 += g1 * (float64(x[i+1]) - m)
-	}
-	for ; i < len(dy); i++ {
-		g := float64(dy[i])
-		a0 += g
-		b0 += g * (float64(x[i]) - m)
-	}
-	return a0 + a1, b0 + b1
 }

@@ -57,7 +57,7 @@ func Concat(xs ...*G.Node) (*G.Node, error) {
 }
 
 type concatOp struct {
-	profiled
+	opHooks
 	shapes []tensor.Shape
 	out    tensor.Shape
 	buf    ownedBuf
@@ -89,7 +89,7 @@ func (op *concatOp) Hashcode() uint32                               { return has
 func (op *concatOp) String() string                                 { return fmt.Sprintf("Concat%v→%v", op.shapes, op.out) }
 
 func (op *concatOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindOther, op.prof.Start())
+	defer op.finish(KindOther, op.start(), inputs)
 	if err := checkArity("concat", inputs, len(op.shapes)); err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (op *concatOp) Do(inputs ...G.Value) (G.Value, error) {
 			return nil, err
 		}
 	}
-	t, y := op.buf.get(op.out)
+	t, y := op.buf.get(&op.opHooks, op.out)
 	outer, inner := concatGeometry(op.out)
 	ctot := op.out[1]
 	parallelPlanes(outer, ctot*inner, func(lo, hi int) {
@@ -142,7 +142,7 @@ func (op *concatOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 
 // concatDiffOp copies channels [c0, c0+in[1]) of dy (shape out) into dx (shape in).
 type concatDiffOp struct {
-	profiled
+	opHooks
 	out, in tensor.Shape
 	c0      int
 	buf     ownedBuf
@@ -163,7 +163,7 @@ func (op *concatDiffOp) String() string {
 }
 
 func (op *concatDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindOther, op.prof.Start())
+	defer op.finish(KindOther, op.start(), inputs)
 	if err := checkArity("concat gradient", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -171,7 +171,7 @@ func (op *concatDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.buf.get(op.in)
+	t, dx := op.buf.get(&op.opHooks, op.in)
 	outer, inner := concatGeometry(op.out)
 	ctot, m := op.out[1]*inner, op.in[1]*inner
 	for n := range outer {

@@ -5,6 +5,7 @@ import (
 	"hash"
 	"hash/fnv"
 	"io"
+	"math"
 	"runtime"
 	"sync"
 
@@ -15,11 +16,52 @@ import (
 	"github.com/vggo/vggo/graphs/ops/gemm"
 )
 
-// ConvConfig holds a convolution's strides and explicit zero padding. Use SamePadding
-// for TensorFlow/Keras 'same' and Padding{} for 'valid'. Dilation is always 1.
+// ConvConfig holds a convolution's strides and explicit zero padding (use SamePadding
+// for TensorFlow/Keras 'same' and Padding{} for 'valid'; dilation is always 1) and
+// options that do not change what is computed beyond float32 rounding.
 type ConvConfig struct {
 	StrideH, StrideW int
 	Pad              Padding
+	// ReLU fuses a ReLU into the layer: the output is max(conv(x, w) + b, 0), and the
+	// gradients pass the output gradient only where the output is positive (as ReLU's
+	// do). It saves the separate ReLU's output buffer and a pass over the activations.
+	ReLU bool
+	// Algo chooses the algorithm; the zero value (ConvAuto) decides by shape.
+	Algo ConvAlgo
+	// Workspace, when set, lends the layer its scratch memory; give every layer of a
+	// graph the same one, so that the graph holds the scratch of one layer rather than
+	// of all. nil: the layer keeps its own.
+	Workspace *Workspace
+}
+
+// ConvAlgo is how Conv2D computes a convolution.
+type ConvAlgo int
+
+const (
+	// ConvAuto uses Winograd F(4x4,3x3) for 3x3 stride-1 convolutions with at least
+	// wgMinChannels input and output channels, and im2col + GEMM otherwise.
+	ConvAuto ConvAlgo = iota
+	// ConvIm2col always uses im2col tiles and GEMM (exact float32 dot products).
+	ConvIm2col
+	// ConvWinograd requires Winograd F(4x4,3x3) (3x3 kernels, stride 1).
+	ConvWinograd
+)
+
+// wgMinChannels is the fewest input and output channels for which ConvAuto picks
+// Winograd: with fewer, the transforms (done on 16-channel vectors) cost more than the
+// multiplications they save.
+const wgMinChannels = 8
+
+func (a ConvAlgo) String() string {
+	switch a {
+	case ConvAuto:
+		return "auto"
+	case ConvIm2col:
+		return "im2col"
+	case ConvWinograd:
+		return "winograd"
+	}
+	return fmt.Sprintf("ConvAlgo(%d)", int(a))
 }
 
 // ConvOutSize returns the output length of a convolution along one axis,
@@ -49,9 +91,15 @@ func Conv2D(x, w, b *G.Node, cfg ConvConfig) (*G.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}}
-	if !geom.direct() {
-		op.cols = &convScratch{size: geom.kdim() * geom.tile()}
+	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}, ws: cfg.Workspace}
+	if op.ws == nil {
+		op.ws = NewWorkspace()
+	}
+	if geom.wino {
+		c := newWgConv(geom.n, geom.cin, geom.h, geom.w, geom.cout, geom.ho, geom.wo, geom.pad.Top, geom.pad.Left)
+		op.wino = &c
+	} else if !geom.direct() {
+		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
 	}
 	children := []*G.Node{x, w}
 	if b != nil {
@@ -73,6 +121,8 @@ type convGeom struct {
 	pad          Padding
 	ho, wo       int // output
 	bias         bool
+	relu         bool // fused ReLU
+	wino         bool // Winograd F(4x4,3x3) rather than im2col
 }
 
 func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
@@ -121,6 +171,20 @@ func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
 		ho:   ConvOutSize(xs[2], ws[2], cfg.StrideH, p.Top, p.Bottom),
 		wo:   ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
 		bias: b != nil,
+		relu: cfg.ReLU,
+	}
+	winoOK := g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
+	switch cfg.Algo {
+	case ConvAuto:
+		g.wino = winoOK && g.cin >= wgMinChannels && g.cout >= wgMinChannels
+	case ConvIm2col:
+	case ConvWinograd:
+		if !winoOK {
+			return convGeom{}, fmt.Errorf("ops: conv2d: Winograd needs a 3x3 kernel with stride 1, got w %v with stride (%d,%d)", ws, g.sh, g.sw)
+		}
+		g.wino = true
+	default:
+		return convGeom{}, fmt.Errorf("ops: conv2d: unknown algorithm %v", cfg.Algo)
 	}
 	return g, nil
 }
@@ -130,6 +194,12 @@ func (g *convGeom) String() string {
 		g.n, g.cin, g.h, g.w, g.cout, g.cin, g.kh, g.kw, g.sh, g.sw, g.pad)
 	if g.bias {
 		s += " bias"
+	}
+	if g.relu {
+		s += " relu"
+	}
+	if g.wino {
+		s += " winograd"
 	}
 	return s
 }
@@ -152,7 +222,7 @@ func (g *convGeom) direct() bool {
 // to keep per-op scratch small whatever the image size, large enough for gemm to run
 // at speed. convMinTile is the narrowest tile used when K is large.
 const (
-	convTileFloats = 1 << 17
+	convTileFloats = 1 << 20
 	convMinTile    = 64
 )
 
@@ -189,7 +259,10 @@ type convOutput struct {
 	t     *tensor.Dense
 }
 
-func (o *convOutput) get() (*tensor.Dense, []float32) {
+func (o *convOutput) get(h *opHooks) (*tensor.Dense, []float32) {
+	if d := h.planned(o.shape.TotalSize(), o.data); d != nil && (o.data == nil || &d[0] != &o.data[0]) {
+		o.data, o.t = d, nil
+	}
 	if o.data == nil {
 		o.data = make([]float32, o.shape.TotalSize())
 	}
@@ -246,9 +319,13 @@ type convScratch struct {
 	mu   sync.Mutex
 	size int
 	free [][]float32
+	ws   *Workspace // when set, buffers come from (and go back to) it
 }
 
 func (s *convScratch) get() []float32 {
+	if s.ws != nil {
+		return s.ws.get(s.size)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k := len(s.free); k > 0 {
@@ -260,6 +337,10 @@ func (s *convScratch) get() []float32 {
 }
 
 func (s *convScratch) put(b []float32) {
+	if s.ws != nil {
+		s.ws.put(b)
+		return
+	}
 	s.mu.Lock()
 	s.free = append(s.free, b)
 	s.mu.Unlock()
@@ -269,9 +350,11 @@ func (s *convScratch) put(b []float32) {
 // Forward.
 
 type convOp struct {
-	profiled
+	opHooks
 	convGeom
 	cols *convScratch // im2col tiles; shared with the layer's gradient ops (nil when direct)
+	wino *wgConv      // the Winograd engine (nil: im2col)
+	ws   *Workspace   // scratch, shared with the layer's gradient ops
 	out  convOutput
 }
 
@@ -304,7 +387,7 @@ func (op *convOp) Hashcode() uint32                               { return convH
 func (op *convOp) String() string                                 { return "Conv2D{" + op.convGeom.String() + "}" }
 
 func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindConv, op.prof.Start())
+	defer op.finish(KindConv, op.start(), inputs)
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: conv2d: got %d inputs, want %d", len(inputs), op.Arity())
 	}
@@ -322,7 +405,7 @@ func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 			return nil, err
 		}
 	}
-	t, y := op.out.get()
+	t, y := op.out.get(&op.opHooks)
 	op.forward(x, w, b, y)
 	return t, nil
 }
@@ -331,6 +414,16 @@ func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 // positions) pairs, spread over goroutines; each writes its own columns of y.
 func (op *convOp) forward(x, w, b, y []float32) {
 	g := &op.convGeom
+	if op.wino != nil {
+		floor := float32(math.Inf(-1))
+		if g.relu {
+			floor = 0
+		}
+		u := op.wino.forwardWeights(op.ws, w)
+		op.wino.forward(op.ws, x, u, b, floor, y)
+		op.ws.put(u)
+		return
+	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
@@ -356,10 +449,15 @@ func (op *convOp) forward(x, w, b, y []float32) {
 			}
 			if g.direct() {
 				gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
-				continue
+			} else {
+				g.im2col(xn, p0, p1, col)
+				gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
 			}
-			g.im2col(xn, p0, p1, col)
-			gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
+			if g.relu {
+				for co := 0; co < g.cout; co++ {
+					reluInPlace(yn[co*hw+p0 : co*hw+p1])
+				}
+			}
 		}
 	})
 }
@@ -379,11 +477,18 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 		return nil, fmt.Errorf("ops: conv2d: differentiating with %d inputs, want %d", len(inputs), op.Arity())
 	}
 	g := op.convGeom
-	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
+	if g.relu {
+		// The fused ReLU's gradient: dy where the output is positive (or NaN), else 0.
+		var err error
+		if grad, err = G.ApplyOp(&reluDiffOp{shape: g.outShape(), dims: 4}, output, grad); err != nil {
+			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
+		}
+	}
+	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
 	}
-	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, parts: &convScratch{size: g.cout * g.kdim()},
+	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, parts: &convScratch{size: g.cout * g.kdim()},
 		out: convOutput{shape: g.wShape()}}, inputs[0], grad)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt w: %w", err)
@@ -415,10 +520,12 @@ func (b convGradBase) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 // Gradient with respect to x: per image, dcol = Wᵀ·dY then col2im.
 
 type convGradXOp struct {
-	profiled
+	opHooks
 	convGeom
 	convGradBase
 	cols *convScratch
+	wino *wgConv
+	ws   *Workspace
 	out  convOutput
 }
 
@@ -437,7 +544,7 @@ func (op *convGradXOp) Hashcode() uint32                               { return 
 func (op *convGradXOp) String() string                                 { return "Conv2DGradX{" + op.convGeom.String() + "}" }
 
 func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindConv, op.prof.Start())
+	defer op.finish(KindConv, op.start(), inputs)
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: conv2d grad x: got %d inputs, want 2", len(inputs))
 	}
@@ -449,7 +556,7 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.out.get()
+	t, dx := op.out.get(&op.opHooks)
 	op.backward(w, dy, dx)
 	return t, nil
 }
@@ -460,6 +567,13 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 // Channels are split only when there are fewer images than goroutines.
 func (op *convGradXOp) backward(w, dy, dx []float32) {
 	g := &op.convGeom
+	if op.wino != nil {
+		c := op.wino.dataGrad()
+		u := op.wino.dataGradWeights(op.ws, w)
+		c.forward(op.ws, dy, u, nil, float32(math.Inf(-1)), dx)
+		op.ws.put(u)
+		return
+	}
 	hw, tl, k, kk := g.hw(), g.tile(), g.kdim(), g.kh*g.kw
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
 	groups := 1
@@ -496,10 +610,12 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 // Gradient with respect to w: dW = Σ over images and tiles of dY_tile · col_tileᵀ.
 
 type convGradWOp struct {
-	profiled
+	opHooks
 	convGeom
 	convGradBase
 	cols    *convScratch
+	wino    *wgConv
+	ws      *Workspace
 	parts   *convScratch // per-goroutine partial sums of dW
 	pending []convPartial
 	mu      sync.Mutex
@@ -528,7 +644,7 @@ func (op *convGradWOp) Hashcode() uint32                               { return 
 func (op *convGradWOp) String() string                                 { return "Conv2DGradW{" + op.convGeom.String() + "}" }
 
 func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindConv, op.prof.Start())
+	defer op.finish(KindConv, op.start(), inputs)
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: conv2d grad w: got %d inputs, want 2", len(inputs))
 	}
@@ -540,7 +656,7 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dw := op.out.get()
+	t, dw := op.out.get(&op.opHooks)
 	op.backward(x, dy, dw)
 	return t, nil
 }
@@ -550,6 +666,10 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 // added once all are done.
 func (op *convGradWOp) backward(x, dy, dw []float32) {
 	g := &op.convGeom
+	if op.wino != nil {
+		op.wino.filterGrad(op.ws, x, dy, dw)
+		return
+	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
@@ -603,7 +723,7 @@ func (op *convGradWOp) backward(x, dy, dw []float32) {
 // Gradient with respect to b: the sum of dY over images and positions.
 
 type convGradBOp struct {
-	profiled
+	opHooks
 	convGeom
 	convGradBase
 	out convOutput
@@ -626,7 +746,7 @@ func (op *convGradBOp) Hashcode() uint32      { return convHashcode(op) }
 func (op *convGradBOp) String() string        { return "Conv2DGradB{" + op.convGeom.String() + "}" }
 
 func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindConv, op.prof.Start())
+	defer op.finish(KindConv, op.start(), inputs)
 	if len(inputs) != 1 {
 		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want 1", len(inputs))
 	}
@@ -634,7 +754,7 @@ func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, db := op.out.get()
+	t, db := op.out.get(&op.opHooks)
 	hw := op.hw()
 	ys := op.cout * hw
 	parallelFor(op.cout, func(lo, hi int) {
@@ -669,4 +789,11 @@ func convSum(v []float32) float64 {
 		total += float64((s0 + s1) + (s2 + s3))
 	}
 	return total
+}
+
+// reluInPlace sets v[i] = max(v[i], 0), NaN propagating.
+func reluInPlace(v []float32) {
+	for i, x := range v {
+		v[i] = max(x, 0)
+	}
 }

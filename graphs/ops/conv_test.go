@@ -18,6 +18,8 @@ type convCase struct {
 	pad                        Padding
 	same                       bool // use SamePadding instead of pad
 	bias                       bool
+	algo                       ConvAlgo
+	relu                       bool
 }
 
 func (c convCase) cfg() ConvConfig {
@@ -25,7 +27,7 @@ func (c convCase) cfg() ConvConfig {
 	if c.same {
 		p = SamePadding(c.h, c.w, c.kh, c.kw, c.sh, c.sw)
 	}
-	return ConvConfig{StrideH: c.sh, StrideW: c.sw, Pad: p}
+	return ConvConfig{StrideH: c.sh, StrideW: c.sw, Pad: p, Algo: c.algo, ReLU: c.relu}
 }
 
 // inputs returns seeded x, w and (if bias) b.
@@ -158,9 +160,9 @@ var convForwardCases = []convCase{
 	{name: "kernel covers input", n: 2, cin: 3, h: 4, w: 4, cout: 5, kh: 4, kw: 4, sh: 1, sw: 1, bias: true},
 	{name: "pad wider than kernel reach", n: 1, cin: 2, h: 3, w: 3, cout: 3, kh: 2, kw: 2, sh: 1, sw: 1, pad: Symmetric(2)},
 	// K = 576 gives two im2col tiles per image (tile boundaries inside output rows).
-	{name: "two tiles K576", n: 2, cin: 64, h: 17, w: 19, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true},
-	// K = 2304 gives the minimum tile (64 positions): tiles of 50 over 10x10.
-	{name: "min tile K2304 stride2", n: 1, cin: 256, h: 19, w: 20, cout: 3, kh: 3, kw: 3, sh: 2, sw: 2, same: true},
+	{name: "two tiles K576", n: 2, cin: 64, h: 43, w: 47, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true, algo: ConvIm2col},
+	// K = 18432 gives the minimum tile (64 positions): tiles of 50 over 10x10.
+	{name: "min tile K18432 stride2", n: 1, cin: 2048, h: 19, w: 20, cout: 3, kh: 3, kw: 3, sh: 2, sw: 2, same: true},
 }
 
 func TestConv2DForward(t *testing.T) {
@@ -201,7 +203,7 @@ func TestConv2DGrad(t *testing.T) {
 		{name: "1x1 direct n1", n: 1, cin: 5, h: 3, w: 7, cout: 6, kh: 1, kw: 1, sh: 1, sw: 1, bias: true},
 		{name: "1x1 direct n3 nobias", n: 3, cin: 6, h: 5, w: 3, cout: 5, kh: 1, kw: 1, sh: 1, sw: 1},
 		{name: "1x1 stride2 padded", n: 3, cin: 3, h: 6, w: 7, cout: 5, kh: 1, kw: 1, sh: 2, sw: 2, pad: Symmetric(1), bias: true},
-		{name: "two tiles K576", n: 2, cin: 64, h: 17, w: 19, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true},
+		{name: "two tiles K576", n: 2, cin: 64, h: 43, w: 47, cout: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true, algo: ConvIm2col},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -222,7 +224,7 @@ func TestConv2DNotMerged(t *testing.T) {
 		{"stride", []int{1, 2, 5, 5}, []int{3, 2, 1, 1},
 			ConvConfig{StrideH: 3, StrideW: 3}, ConvConfig{StrideH: 4, StrideW: 4}},
 		{"padding", []int{2, 2, 4, 4}, []int{3, 2, 2, 2},
-			ConvConfig{1, 1, Padding{Top: 1, Left: 1}}, ConvConfig{1, 1, Padding{Bottom: 1, Right: 1}}},
+			ConvConfig{StrideH: 1, StrideW: 1, Pad: Padding{Top: 1, Left: 1}}, ConvConfig{StrideH: 1, StrideW: 1, Pad: Padding{Bottom: 1, Right: 1}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			inputs := []*tensor.Dense{randTensor(7, c.x...), randTensor(8, c.w...)}
@@ -342,7 +344,7 @@ func TestConv2DErrors(t *testing.T) {
 			return Conv2D(f32(g, "x", 1, 3, 8, 8), f32(g, "w", 4, 3, 3, 3), nil, ConvConfig{StrideH: 0, StrideW: 1})
 		}, "stride (0,1), want both ≥ 1"},
 		{"negative padding", func(g *G.ExprGraph) (*G.Node, error) {
-			return Conv2D(f32(g, "x", 1, 3, 8, 8), f32(g, "w", 4, 3, 3, 3), nil, ConvConfig{1, 1, Padding{Top: -1}})
+			return Conv2D(f32(g, "x", 1, 3, 8, 8), f32(g, "w", 4, 3, 3, 3), nil, ConvConfig{StrideH: 1, StrideW: 1, Pad: Padding{Top: -1}})
 		}, "negative padding"},
 		{"kernel too large", func(g *G.ExprGraph) (*G.Node, error) {
 			return Conv2D(f32(g, "x", 1, 3, 4, 4), f32(g, "w", 4, 3, 5, 5), nil, one)
@@ -464,12 +466,12 @@ func TestTrainStepRepeatable(t *testing.T) {
 	w3, b3 := param("w3", 5, 4, 6, 1, 1), param("b3", 6, 4)
 	params := G.Nodes{w1, b1, w2, w3, b3}
 
-	h1, err := Conv2D(x, w1, b1, ConvConfig{1, 1, SamePadding(9, 7, 3, 3, 1, 1)})
+	h1, err := Conv2D(x, w1, b1, ConvConfig{StrideH: 1, StrideW: 1, Pad: SamePadding(9, 7, 3, 3, 1, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a1 := G.Must(G.Tanh(h1))
-	h2, err := Conv2D(a1, w2, nil, ConvConfig{2, 2, SamePadding(9, 7, 3, 3, 2, 2)})
+	h2, err := Conv2D(a1, w2, nil, ConvConfig{StrideH: 2, StrideW: 2, Pad: SamePadding(9, 7, 3, 3, 2, 2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,19 +567,19 @@ func TestConv2DSteadyStateAllocs(t *testing.T) {
 // downstream op reshaped or transposed it in place, and keeps its data.
 func TestConvOutputRestoresHeader(t *testing.T) {
 	o := convOutput{shape: tensor.Shape{2, 3, 4, 5}}
-	t1, d1 := o.get()
-	if t2, d2 := o.get(); t2 != t1 || &d2[0] != &d1[0] {
+	t1, d1 := o.get(nil)
+	if t2, d2 := o.get(nil); t2 != t1 || &d2[0] != &d1[0] {
 		t.Fatalf("second get returned a new tensor or new data")
 	}
 	for _, mutate := range []func(*tensor.Dense) error{
 		func(d *tensor.Dense) error { return d.Reshape(6, 20) },
 		func(d *tensor.Dense) error { return d.T(0, 1, 3, 2) },
 	} {
-		cur, _ := o.get()
+		cur, _ := o.get(nil)
 		if err := mutate(cur); err != nil {
 			t.Fatal(err)
 		}
-		got, d := o.get()
+		got, d := o.get(nil)
 		if !convShapeIs(got.Shape(), o.shape) || got.IsMaterializable() || &d[0] != &d1[0] ||
 			&got.Data().([]float32)[0] != &d1[0] {
 			t.Errorf("after an in-place change: got shape %v (view %t), want %v over the same data",

@@ -88,7 +88,7 @@ func (m *dropoutMask) apply(dst, src []float32, off int) {
 }
 
 type dropoutOp struct {
-	profiled
+	opHooks
 	shape tensor.Shape
 	p     float64
 	st    *DropoutState
@@ -115,7 +115,7 @@ func (op *dropoutOp) String() string {
 }
 
 func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindOther, op.prof.Start())
+	defer op.finish(KindOther, op.start(), inputs)
 	if err := checkArity("dropout", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	op.mask = newDropoutMask(op.p)
 	op.mask.key = dropoutKey(op.st.Seed, op.st.Layer, op.st.Step)
-	t, y := op.out.get(op.shape)
+	t, y := op.out.get(&op.opHooks, op.shape)
 	parallelBlocks(len(x), func(lo, hi int) { op.mask.apply(y[lo:hi], x[lo:hi], lo) })
 	return t, nil
 }
@@ -148,7 +148,7 @@ func (op *dropoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 // dropoutDiffOp computes dx = dy ⊙ mask / (1-p) with the mask of the forward run.
 // Inputs: y (ordering only), dy.
 type dropoutDiffOp struct {
-	profiled
+	opHooks
 	fwd *dropoutOp
 	out ownedBuf
 }
@@ -171,7 +171,7 @@ func (op *dropoutDiffOp) String() string {
 }
 
 func (op *dropoutDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindOther, op.prof.Start())
+	defer op.finish(KindOther, op.start(), inputs)
 	if err := checkArity("dropout gradient", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (op *dropoutDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.out.get(op.fwd.shape)
+	t, dx := op.out.get(&op.opHooks, op.fwd.shape)
 	m := op.fwd.mask
 	parallelBlocks(len(dy), func(lo, hi int) { m.apply(dx[lo:hi], dy[lo:hi], lo) })
 	return t, nil

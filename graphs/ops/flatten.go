@@ -34,7 +34,7 @@ func Flatten(x *G.Node) (*G.Node, error) {
 // flattenOp copies a tensor of shape from into one of shape to (same size). Flatten uses it
 // forward (from = x's shape); its gradient is the same op the other way round.
 type flattenOp struct {
-	profiled
+	opHooks
 	from, to tensor.Shape
 	out      ownedBuf
 }
@@ -52,7 +52,7 @@ func (op *flattenOp) Hashcode() uint32                               { return ha
 func (op *flattenOp) String() string                                 { return fmt.Sprintf("Flatten%v→%v", op.from, op.to) }
 
 func (op *flattenOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindOther, op.prof.Start())
+	defer op.finish(KindOther, op.start(), inputs)
 	if err := checkArity("flatten", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func (op *flattenOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, y := op.out.get(op.to)
+	t, y := op.out.get(&op.opHooks, op.to)
 	copy(y, x)
 	return t, nil
 }

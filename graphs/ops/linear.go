@@ -88,7 +88,7 @@ func (g *linearGeom) yShape() tensor.Shape { return tensor.Shape{g.n, g.nout} }
 // Forward: y = x·wᵀ + b.
 
 type linearOp struct {
-	profiled
+	opHooks
 	linearGeom
 	out convOutput
 }
@@ -123,7 +123,7 @@ func (op *linearOp) String() string                                 { return "Li
 func (op *linearOp) DiffWRT(inputs int) []bool                      { return convAllTrue(inputs) }
 
 func (op *linearOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindLinear, op.prof.Start())
+	defer op.finish(KindLinear, op.start(), inputs)
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: linear: got %d inputs, want %d", len(inputs), op.Arity())
 	}
@@ -135,7 +135,7 @@ func (op *linearOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, y := op.out.get()
+	t, y := op.out.get(&op.opHooks)
 	var beta float32
 	if op.bias {
 		b, err := convInput("linear", "b", inputs[2], tensor.Shape{op.nout})
@@ -183,7 +183,7 @@ func (op *linearOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, erro
 // Gradients: dx = dy·w, dw = dyᵀ·x, db = column sums of dy.
 
 type linearGradXOp struct {
-	profiled
+	opHooks
 	linearGeom
 	convGradBase
 	out convOutput
@@ -204,7 +204,7 @@ func (op *linearGradXOp) Hashcode() uint32                               { retur
 func (op *linearGradXOp) String() string                                 { return "LinearGradX{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindLinear, op.prof.Start())
+	defer op.finish(KindLinear, op.start(), inputs)
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: linear grad x: got %d inputs, want 2", len(inputs))
 	}
@@ -216,14 +216,14 @@ func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.out.get()
+	t, dx := op.out.get(&op.opHooks)
 	g := &op.linearGeom
 	gemm.Sgemm(false, false, g.n, g.nin, g.nout, 1, dy, g.nout, w, g.nin, 0, dx, g.nin)
 	return t, nil
 }
 
 type linearGradWOp struct {
-	profiled
+	opHooks
 	linearGeom
 	convGradBase
 	out convOutput
@@ -244,7 +244,7 @@ func (op *linearGradWOp) Hashcode() uint32                               { retur
 func (op *linearGradWOp) String() string                                 { return "LinearGradW{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindLinear, op.prof.Start())
+	defer op.finish(KindLinear, op.start(), inputs)
 	if len(inputs) != 2 {
 		return nil, fmt.Errorf("ops: linear grad w: got %d inputs, want 2", len(inputs))
 	}
@@ -256,14 +256,14 @@ func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dw := op.out.get()
+	t, dw := op.out.get(&op.opHooks)
 	g := &op.linearGeom
 	gemm.Sgemm(true, false, g.nout, g.nin, g.n, 1, dy, g.nout, x, g.nin, 0, dw, g.nin)
 	return t, nil
 }
 
 type linearGradBOp struct {
-	profiled
+	opHooks
 	linearGeom
 	convGradBase
 	out convOutput
@@ -286,7 +286,7 @@ func (op *linearGradBOp) Hashcode() uint32      { return convHashcode(op) }
 func (op *linearGradBOp) String() string        { return "LinearGradB{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradBOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindLinear, op.prof.Start())
+	defer op.finish(KindLinear, op.start(), inputs)
 	if len(inputs) != 1 {
 		return nil, fmt.Errorf("ops: linear grad b: got %d inputs, want 1", len(inputs))
 	}
@@ -294,7 +294,7 @@ func (op *linearGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, db := op.out.get()
+	t, db := op.out.get(&op.opHooks)
 	g := &op.linearGeom
 	copy(db, dy[:g.nout])
 	for n := 1; n < g.n; n++ {

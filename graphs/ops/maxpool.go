@@ -139,7 +139,7 @@ func MaxPool2D(x *G.Node, cfg PoolConfig, idx *Argmax) (*G.Node, error) {
 }
 
 type maxPoolOp struct {
-	profiled
+	opHooks
 	cfg     PoolConfig
 	in, out tensor.Shape
 	am      *Argmax // the indices; private to the op when named is false
@@ -171,7 +171,7 @@ func (op *maxPoolOp) String() string {
 }
 
 func (op *maxPoolOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("maxpool2d", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (op *maxPoolOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, y := op.buf.get(op.out)
+	t, y := op.buf.get(&op.opHooks, op.out)
 	if len(op.am.idx) != len(y) {
 		op.am.idx = make([]int32, len(y))
 	}
@@ -295,7 +295,7 @@ func (op *maxPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, err
 // maxPoolDiffOp scatters dy (pooled shape) into dx (input shape) at the forward pass's
 // argmax positions, summing where windows share a maximum. Inputs: y (ordering only), dy.
 type maxPoolDiffOp struct {
-	profiled
+	opHooks
 	fwd *maxPoolOp
 	buf ownedBuf
 }
@@ -318,7 +318,7 @@ func (op *maxPoolDiffOp) Hashcode() uint32 { return hashOp(op) }
 func (op *maxPoolDiffOp) String() string   { return "Diff" + op.fwd.String() }
 
 func (op *maxPoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("maxpool2d gradient", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func (op *maxPoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(idx) != len(dy) {
 		return nil, fmt.Errorf("ops: maxpool2d gradient: %d argmax indices for dy of shape %v (forward pass has not run)", len(idx), op.fwd.out)
 	}
-	t, dx := op.buf.get(op.fwd.in)
+	t, dx := op.buf.get(&op.opHooks, op.fwd.in)
 	hw, ohw := op.fwd.in[2]*op.fwd.in[3], op.fwd.out[2]*op.fwd.out[3]
 	parallelPlanes(op.fwd.in[0]*op.fwd.in[1], hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {

@@ -46,7 +46,7 @@ func MaxUnpool2D(x *G.Node, idx *Argmax, outH, outW int) (*G.Node, error) {
 }
 
 type maxUnpoolOp struct {
-	profiled
+	opHooks
 	am  *Argmax
 	buf ownedBuf
 }
@@ -66,7 +66,7 @@ func (op *maxUnpoolOp) String() string {
 }
 
 func (op *maxUnpoolOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("maxunpool2d", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (op *maxUnpoolOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(idx) != len(x) {
 		return nil, fmt.Errorf("ops: maxunpool2d: argmax %q holds %d indices, want %d (its pooling has not run)", op.am.name, len(idx), len(x))
 	}
-	t, y := op.buf.get(op.am.in)
+	t, y := op.buf.get(&op.opHooks, op.am.in)
 	hw, ohw := op.am.in[2]*op.am.in[3], op.am.out[2]*op.am.out[3]
 	parallelPlanes(op.am.in[0]*op.am.in[1], hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
@@ -109,7 +109,7 @@ func (op *maxUnpoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, e
 // maxUnpoolDiffOp gathers dy (pool input shape) at the argmax positions into dx (pooled
 // shape). Inputs: the pooling node (ordering only), dy.
 type maxUnpoolDiffOp struct {
-	profiled
+	opHooks
 	am  *Argmax
 	buf ownedBuf
 }
@@ -131,7 +131,7 @@ func (op *maxUnpoolDiffOp) String() string {
 }
 
 func (op *maxUnpoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("maxunpool2d gradient", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -140,7 +140,7 @@ func (op *maxUnpoolDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.buf.get(am.out)
+	t, dx := op.buf.get(&op.opHooks, am.out)
 	if len(am.idx) != len(dx) {
 		return nil, fmt.Errorf("ops: maxunpool2d gradient: argmax %q holds %d indices, want %d (its pooling has not run)", am.name, len(am.idx), len(dx))
 	}

@@ -109,9 +109,3 @@ func (p *Profile) Reset() {
 		p.calls[k].Store(0)
 	}
 }
-
-// profiled is embedded by this package's ops: it holds the attached Profile.
-type profiled struct{ prof *Profile }
-
-// SetProfile attaches p (nil detaches).
-func (o *profiled) SetProfile(p *Profile) { o.prof = p }

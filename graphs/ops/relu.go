@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
-	"math"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -30,7 +29,7 @@ func ReLU(x *G.Node) (*G.Node, error) {
 }
 
 type reluOp struct {
-	profiled
+	opHooks
 	shape tensor.Shape
 	dims  int
 	out   ownedBuf
@@ -47,7 +46,7 @@ func (op *reluOp) Hashcode() uint32                               { return hashO
 func (op *reluOp) String() string                                 { return fmt.Sprintf("ReLU%v", op.shape) }
 
 func (op *reluOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindActivation, op.prof.Start())
+	defer op.finish(KindActivation, op.start(), inputs)
 	if err := checkArity("relu", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -55,7 +54,7 @@ func (op *reluOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, y := op.out.get(op.shape)
+	t, y := op.out.get(&op.opHooks, op.shape)
 	parallelBlocks(len(x), func(lo, hi int) {
 		yy := y[lo:hi]
 		for i, v := range x[lo:hi] {
@@ -80,7 +79,7 @@ func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 
 // reluDiffOp computes dx = dy where y > 0 (and where y is NaN), else 0. Inputs: y, dy.
 type reluDiffOp struct {
-	profiled
+	opHooks
 	shape tensor.Shape
 	dims  int
 	out   ownedBuf
@@ -100,7 +99,7 @@ func (op *reluDiffOp) Hashcode() uint32                               { return h
 func (op *reluDiffOp) String() string                                 { return fmt.Sprintf("ReLUDiff%v", op.shape) }
 
 func (op *reluDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindActivation, op.prof.Start())
+	defer op.finish(KindActivation, op.start(), inputs)
 	if err := checkArity("relu gradient", inputs, 2); err != nil {
 		return nil, err
 	}
@@ -112,17 +111,8 @@ func (op *reluDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.out.get(op.shape)
-	parallelBlocks(len(y), func(lo, hi int) {
-		dxx, dyy := dx[lo:hi], dy[lo:hi]
-		for i, v := range y[lo:hi] {
-			// y = max(x, 0) is +0, positive or NaN: pass dy where its bits are not
-			// zero. Branch-free (a branch on the sign mispredicts half the time).
-			b := math.Float32bits(v)
-			nz := (b | -b) >> 31
-			dxx[i] = math.Float32frombits(math.Float32bits(dyy[i]) & -nz)
-		}
-	})
+	t, dx := op.out.get(&op.opHooks, op.shape)
+	parallelBlocks(len(y), func(lo, hi int) { reluMask(dx[lo:hi], dy[lo:hi], y[lo:hi]) })
 	return t, nil
 }
 
@@ -192,8 +182,14 @@ type ownedBuf struct {
 	data []float32
 }
 
-func (b *ownedBuf) get(shape tensor.Shape) (*tensor.Dense, []float32) {
+func (b *ownedBuf) get(h *opHooks, shape tensor.Shape) (*tensor.Dense, []float32) {
 	n := shape.TotalSize()
+	if d := h.planned(n, b.data); d != nil {
+		if b.t == nil || len(b.data) != n || &b.data[0] != &d[0] || b.t.IsMaterializable() {
+			b.data = d
+			b.t = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(d))
+		}
+	}
 	if b.t == nil || b.t.IsMaterializable() || len(b.data) != n {
 		b.data = make([]float32, n)
 		b.t = tensor.New(tensor.WithShape(shape.Clone()...), tensor.WithBacking(b.data))

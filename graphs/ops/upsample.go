@@ -33,7 +33,7 @@ func Upsample2D(x *G.Node, scale int) (*G.Node, error) {
 }
 
 type upsampleOp struct {
-	profiled
+	opHooks
 	in, out tensor.Shape
 	scale   int
 	buf     ownedBuf
@@ -52,7 +52,7 @@ func (op *upsampleOp) String() string {
 }
 
 func (op *upsampleOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("upsample2d", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -60,7 +60,7 @@ func (op *upsampleOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, y := op.buf.get(op.out)
+	t, y := op.buf.get(&op.opHooks, op.out)
 	h, w, s := op.in[2], op.in[3], op.scale
 	hw, ws := h*w, w*s
 	parallelPlanes(op.in[0]*op.in[1], hw*s*s, func(lo, hi int) {
@@ -106,7 +106,7 @@ func (op *upsampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, er
 
 // upsampleDiffOp sums dy (shape out) over scale×scale blocks into dx (shape in).
 type upsampleDiffOp struct {
-	profiled
+	opHooks
 	in, out tensor.Shape
 	scale   int
 	buf     ownedBuf
@@ -125,7 +125,7 @@ func (op *upsampleDiffOp) String() string {
 }
 
 func (op *upsampleDiffOp) Do(inputs ...G.Value) (G.Value, error) {
-	defer op.prof.Stop(KindPool, op.prof.Start())
+	defer op.finish(KindPool, op.start(), inputs)
 	if err := checkArity("upsample2d gradient", inputs, 1); err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (op *upsampleDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, dx := op.buf.get(op.in)
+	t, dx := op.buf.get(&op.opHooks, op.in)
 	h, w, s := op.in[2], op.in[3], op.scale
 	hw, ws := h*w, w*s
 	parallelPlanes(op.in[0]*op.in[1], hw*s*s, func(lo, hi int) {

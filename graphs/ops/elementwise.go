@@ -1,0 +1,168 @@
+package ops
+
+// Elementwise passes over activations for batch norm and ReLU: AVX-512 assembly where
+// the CPU has it (elementwise_amd64.s, 16 floats at a time), these Go loops otherwise
+// and for the last n%16 elements. Sums accumulate in float64.
+
+// sum64 returns Σ x.
+func sum64(x []float32) float64 {
+	n := 0
+	var s float64
+	if haveZ && len(x) >= 16 {
+		n = len(x) &^ 15
+		s = sumZ(&x[0], n)
+	}
+	return s + sum64Go(x[n:])
+}
+
+// sumSqDev64 returns Σ (x-m)².
+func sumSqDev64(x []float32, m float64) float64 {
+	n := 0
+	var s float64
+	if haveZ && len(x) >= 16 {
+		n = len(x) &^ 15
+		s = sumSqDevZ(&x[0], n, m)
+	}
+	return s + sumSqDev64Go(x[n:], m)
+}
+
+// sumDyDev64 returns Σ dy' and Σ dy'·(x-m), where dy' is dy masked by y (dy where
+// y != 0 or y is NaN, else 0) when y is not nil.
+func sumDyDev64(dy, x, y []float32, m float64) (sdy, sdyx float64) {
+	x = x[:len(dy)]
+	n := 0
+	if haveZ && len(dy) >= 16 {
+		n = len(dy) &^ 15
+		var yp *float32
+		if y != nil {
+			y = y[:len(dy)]
+			yp = &y[0]
+		}
+		sdy, sdyx = sumDyDevZ(&dy[0], &x[0], yp, n, m)
+	}
+	if y == nil {
+		a, b := sumDyDev64Go(dy[n:], x[n:], m)
+		return sdy + a, sdyx + b
+	}
+	for i := n; i < len(dy); i++ {
+		if passes(y[i]) {
+			g := float64(dy[i])
+			sdy += g
+			sdyx += g * (float64(x[i]) - m)
+		}
+	}
+	return sdy, sdyx
+}
+
+// passes reports whether a ReLU output lets the gradient through: positive or NaN.
+func passes(y float32) bool { return y != 0 }
+
+// affine sets y = max(x*a + b, floor), NaN propagating (floor -Inf: no clamp).
+func affine(y, x []float32, a, b, floor float32) {
+	y = y[:len(x)]
+	n := 0
+	if haveZ && len(x) >= 16 {
+		n = len(x) &^ 15
+		affineZ(&y[0], &x[0], n, a, b, floor)
+	}
+	for i := n; i < len(x); i++ {
+		v := x[i]*a + b
+		if v < floor {
+			v = floor
+		}
+		y[i] = v
+	}
+}
+
+// bnBack sets dx = k1*dy' + k2*(x-m) + k3, dy' as in sumDyDev64.
+func bnBack(dx, dy, x, y []float32, k1, k2, k3, m float32) {
+	dy, x = dy[:len(dx)], x[:len(dx)]
+	n := 0
+	if haveZ && len(dx) >= 16 {
+		n = len(dx) &^ 15
+		var yp *float32
+		if y != nil {
+			y = y[:len(dx)]
+			yp = &y[0]
+		}
+		bnBackZ(&dx[0], &dy[0], &x[0], yp, n, k1, k2, k3, m)
+	}
+	for i := n; i < len(dx); i++ {
+		g := dy[i]
+		if y != nil && !passes(y[i]) {
+			g = 0
+		}
+		dx[i] = k1*g + k2*(x[i]-m) + k3
+	}
+}
+
+// reluMask sets dx = dy where y lets the gradient through (positive or NaN), else 0.
+func reluMask(dx, dy, y []float32) {
+	dy, y = dy[:len(dx)], y[:len(dx)]
+	n := 0
+	if haveZ && len(dx) >= 16 {
+		n = len(dx) &^ 15
+		maskZ(&dx[0], &dy[0], &y[0], n)
+	}
+	for i := n; i < len(dx); i++ {
+		if passes(y[i]) {
+			dx[i] = dy[i]
+		} else {
+			dx[i] = 0
+		}
+	}
+}
+
+// sum64Go returns Σ x in float64 (four accumulators, to keep the adds pipelined).
+func sum64Go(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sumSqDev64Go returns Σ (x-m)² in float64.
+func sumSqDev64Go(x []float32, m float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-m, float64(x[i+1])-m, float64(x[i+2])-m, float64(x[i+3])-m
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - m
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sumDyDev64Go returns Σ dy and Σ dy·(x-m) in float64.
+func sumDyDev64Go(dy, x []float32, m float64) (sdy, sdyx float64) {
+	x = x[:len(dy)]
+	var a0, a1, b0, b1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		a0 += g0
+		a1 += g1
+		b0 += g0 * (float64(x[i]) - m)
+		b1 += g1 * (float64(x[i+1]) - m)
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		a0 += g
+		b0 += g * (float64(x[i]) - m)
+	}
+	return a0 + a1, b0 + b1
+}

@@ -1,0 +1,738 @@
+package ops
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/vggo/vggo/graphs/ops/gemm"
+)
+
+// Winograd F(4x4, 3x3) convolution for the 3x3 stride-1 layers that make up almost all
+// of VGG's work (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+// Each 4x4 block of outputs (a tile) is computed from the 6x6 input window under it as
+//
+//	Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A
+//
+// so that, after transforming filters (U = G g Gᵀ) and input windows (V = Bᵀ d B), the
+// channel sums are 36 independent matrix products M_ξ = V_ξ · U_ξ (tiles × Cin times
+// Cin × Cout), done by gemm.Sgemm: 36 multiplies per 16 outputs instead of 144.
+//
+// Layout: the transforms work on vectors of consecutive channels, so activations are
+// copied to channels-last (NHWC) bands of a few tile rows at a time with an 8x8 transpose
+// (and back for the output); channel counts are padded to 16 in these copies. The
+// gradients reuse the same pieces: the data gradient is a Winograd convolution of dY with
+// the rotated, transposed filters, and the filter gradient is dU_ξ = V_ξᵀ · dM_ξ with
+// dM = A dY Aᵀ (the adjoint of the output transform), then dW = Gᵀ dU G.
+//
+// F(4x4) trades accuracy for speed: its transforms have entries up to 8 (A) and 5 (B),
+// which costs about two decimal digits against a direct float32 convolution (see
+// TestWinogradError for measured figures).
+
+// wgPad rounds a channel count up to a whole number of 16-lane vectors.
+func wgPad(c int) int { return (c + 15) &^ 15 }
+
+// wgKernels are the transforms and transpose this CPU runs. Strides are in floats;
+// nch is a multiple of 16.
+type wgKernels struct {
+	name      string
+	input     func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
+	outAdj    func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
+	filter    func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
+	filterAdj func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
+	output    func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int, bias []float32, floor float32)
+	// tr8 transposes nbr×nbc 8x8 blocks (nil: none; transpose does it in Go).
+	tr8 func(dst []float32, d0, ldd int, src []float32, s0, lds int, nbr, nbc int)
+}
+
+// wg is chosen once at start-up from the CPU's features (see winograd_amd64.go).
+var wg = pickWinogradKernels()
+
+var wgGoKernels = wgKernels{
+	name:      "go",
+	input:     wgInputGo,
+	outAdj:    wgOutAdjGo,
+	filter:    wgFilterGo,
+	filterAdj: wgFilterAdjGo,
+	output:    wgOutputGo,
+}
+
+// ---------------------------------------------------------------------------------
+// Portable transforms: the reference the assembly is tested against, and the fallback.
+
+func wgBT(d *[6]float32) (o [6]float32) {
+	o[0] = 4*d[0] - 5*d[2] + d[4]
+	o[1] = (d[3] + d[4]) - 4*(d[1]+d[2])
+	o[2] = (d[4] - d[3]) + 4*(d[1]-d[2])
+	o[3] = (d[4] - d[2]) + 2*(d[3]-d[1])
+	o[4] = (d[4] - d[2]) - 2*(d[3]-d[1])
+	o[5] = 4*d[1] - 5*d[3] + d[5]
+	return
+}
+
+func wgAT(m *[6]float32) (y [4]float32) {
+	a, b, c, d := m[1]+m[2], m[1]-m[2], m[3]+m[4], m[3]-m[4]
+	y[0] = m[0] + a + c
+	y[1] = b + 2*d
+	y[2] = a + 4*c
+	y[3] = b + 8*d + m[5]
+	return
+}
+
+func wgA(y *[4]float32) (m [6]float32) {
+	e, o := y[0]+y[2], y[1]+y[3]
+	e2, o2 := y[0]+4*y[2], 2*y[1]+8*y[3]
+	return [6]float32{y[0], e + o, e - o, e2 + o2, e2 - o2, y[3]}
+}
+
+func wgG(g *[3]float32) (u [6]float32) {
+	s := g[0] + g[2]
+	t := g[2]/6 + g[0]/24
+	return [6]float32{g[0] / 4, -(s + g[1]) / 6, -(s - g[1]) / 6, t + g[1]/12, t - g[1]/12, g[2]}
+}
+
+func wgGT(u *[6]float32) (g [3]float32) {
+	p, q, r, s := u[1]+u[2], u[3]+u[4], u[1]-u[2], u[3]-u[4]
+	g[0] = u[0]/4 - p/6 + q/24
+	g[1] = s/12 - r/6
+	g[2] = u[5] + (q-p)/6
+	return
+}
+
+func wgInputGo(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int) {
+	var x [6][6]float32
+	for t := 0; t < ntiles; t++ {
+		for c := 0; c < nch; c++ {
+			s0, d0 := t*srcTile+c, t*dstTile+c
+			for r := range 6 {
+				for s := range 6 {
+					x[r][s] = src[s0+r*srcRow+s*srcCol]
+				}
+			}
+			var tmp [6][6]float32 // tmp[k][s] = (Bᵀ X)[k][s]
+			for s := range 6 {
+				col := [6]float32{x[0][s], x[1][s], x[2][s], x[3][s], x[4][s], x[5][s]}
+				o := wgBT(&col)
+				for k := range 6 {
+					tmp[k][s] = o[k]
+				}
+			}
+			for k := range 6 {
+				o := wgBT(&tmp[k])
+				for l := range 6 {
+					dst[d0+k*dstRow+l*dstCol] = o[l]
+				}
+			}
+		}
+	}
+}
+
+func wgOutputGo(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int, bias []float32, floor float32) {
+	for t := 0; t < ntiles; t++ {
+		for c := 0; c < nch; c++ {
+			s0, d0 := t*srcTile+c, t*dstTile+c
+			var tmp [4][6]float32
+			for l := range 6 {
+				var col [6]float32
+				for r := range 6 {
+					col[r] = src[s0+r*srcRow+l*srcCol]
+				}
+				o := wgAT(&col)
+				for i := range 4 {
+					tmp[i][l] = o[i]
+				}
+			}
+			var b float32
+			if bias != nil {
+				b = bias[c]
+			}
+			for i := range 4 {
+				o := wgAT(&tmp[i])
+				for j := range 4 {
+					v := o[j] + b
+					if !(v >= floor) && !math.IsNaN(float64(v)) {
+						v = floor
+					}
+					dst[d0+i*dstRow+j*dstCol] = v
+				}
+			}
+		}
+	}
+}
+
+func wgOutAdjGo(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int) {
+	for t := 0; t < ntiles; t++ {
+		for c := 0; c < nch; c++ {
+			s0, d0 := t*srcTile+c, t*dstTile+c
+			var tmp [6][4]float32
+			for j := range 4 {
+				var col [4]float32
+				for r := range 4 {
+					col[r] = src[s0+r*srcRow+j*srcCol]
+				}
+				o := wgA(&col)
+				for k := range 6 {
+					tmp[k][j] = o[k]
+				}
+			}
+			for k := range 6 {
+				o := wgA(&tmp[k])
+				for l := range 6 {
+					dst[d0+k*dstRow+l*dstCol] = o[l]
+				}
+			}
+		}
+	}
+}
+
+func wgFilterGo(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int) {
+	for t := 0; t < ntiles; t++ {
+		for c := 0; c < nch; c++ {
+			s0, d0 := t*srcTile+c, t*dstTile+c
+			var tmp [6][3]float32
+			for b := range 3 {
+				col := [3]float32{src[s0+b*srcCol], src[s0+srcRow+b*srcCol], src[s0+2*srcRow+b*srcCol]}
+				o := wgG(&col)
+				for k := range 6 {
+					tmp[k][b] = o[k]
+				}
+			}
+			for k := range 6 {
+				o := wgG(&tmp[k])
+				for l := range 6 {
+					dst[d0+k*dstRow+l*dstCol] = o[l]
+				}
+			}
+		}
+	}
+}
+
+func wgFilterAdjGo(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int) {
+	for t := 0; t < ntiles; t++ {
+		for c := 0; c < nch; c++ {
+			s0, d0 := t*srcTile+c, t*dstTile+c
+			var tmp [3][6]float32
+			for l := range 6 {
+				var col [6]float32
+				for r := range 6 {
+					col[r] = src[s0+r*srcRow+l*srcCol]
+				}
+				o := wgGT(&col)
+				for a := range 3 {
+					tmp[a][l] = o[a]
+				}
+			}
+			for a := range 3 {
+				o := wgGT(&tmp[a])
+				for b := range 3 {
+					dst[d0+a*dstRow+b*dstCol] = o[b]
+				}
+			}
+		}
+	}
+}
+
+// transpose sets dst[d0 + j*ldd + i] = src[s0 + i*lds + j] for i < rows, j < cols. ldd
+// may be negative.
+func transpose(dst []float32, d0, ldd int, src []float32, s0, lds int, rows, cols int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	r8, c8 := rows&^7, cols&^7
+	if wg.tr8 != nil && r8 > 0 && c8 > 0 {
+		wg.tr8(dst, d0, ldd, src, s0, lds, r8/8, c8/8)
+	} else {
+		r8, c8 = 0, 0
+	}
+	// The edges: rows r8.. for every column, and columns c8.. for the first r8 rows.
+	for i := r8; i < rows; i++ {
+		s := src[s0+i*lds : s0+i*lds+cols]
+		for j, v := range s {
+			dst[d0+j*ldd+i] = v
+		}
+	}
+	if c8 < cols {
+		for i := 0; i < r8; i++ {
+			s := src[s0+i*lds+c8 : s0+i*lds+cols]
+			for j, v := range s {
+				dst[d0+(c8+j)*ldd+i] = v
+			}
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------
+// The convolution engine.
+
+// wgConv is one Winograd convolution: x (N, Cin, H, W) ⊛ 3x3 filters, stride 1, output
+// (N, Cout, Ho, Wo), the window of output (oy, ox) starting at input (oy-pt, ox-pl).
+// Padding beyond the input (any amount, even negative) reads zeros.
+type wgConv struct {
+	n, cin, h, w int
+	cout, ho, wo int
+	pt, pl       int
+	th, tw       int // tiles per image: ceil(Ho/4) × ceil(Wo/4)
+	cip, cop     int // channels padded to 16
+	chunkTiles   int // tiles per chunk, for tests; 0: chosen by size
+}
+
+func newWgConv(n, cin, h, w, cout, ho, wo, pt, pl int) wgConv {
+	return wgConv{n: n, cin: cin, h: h, w: w, cout: cout, ho: ho, wo: wo, pt: pt, pl: pl,
+		th: (ho + 3) / 4, tw: (wo + 3) / 4, cip: wgPad(cin), cop: wgPad(cout)}
+}
+
+// chunkRows returns the number of tile rows processed together: about enough tiles that
+// the transformed inputs and outputs of a chunk fill 2 MiB, at least 64 tiles (the GEMMs
+// repack the filters for every chunk) and at most 512.
+func (c *wgConv) chunkRows() int {
+	t := (2 << 20) / (4 * 36 * (c.cip + c.cop))
+	t = min(max(t, 64), 512)
+	if c.chunkTiles > 0 {
+		t = c.chunkTiles
+	}
+	rows := max(1, (t+c.tw/2)/c.tw)
+	return min(rows, c.n*c.th)
+}
+
+// segment is a run of tile rows of one image within a chunk: rows [th0, th1) of image n;
+// its tiles are numbered from t0 within the chunk and its band starts at off.
+type segment struct {
+	n, th0, th1 int
+	t0, off     int
+}
+
+// segments splits the chunk of flattened tile rows [r0, r1) at image boundaries. band is
+// the number of input (or gradient) rows a segment's band holds beyond 4 per tile row,
+// rowFloats the floats per band row.
+func (c *wgConv) segments(r0, r1, extra, rowFloats int, out []segment) ([]segment, int) {
+	out = out[:0]
+	off := 0
+	for r := r0; r < r1; {
+		n, th := r/c.th, r%c.th
+		th1 := min(c.th, th+(r1-r))
+		out = append(out, segment{n: n, th0: th, th1: th1, t0: (r - r0) * c.tw, off: off})
+		off += (4*(th1-th) + extra) * rowFloats
+		r += th1 - th
+	}
+	return out, off
+}
+
+// gatherNHWC copies rows [y0, y0+nrows) and columns [x0, x0+ncols) of image n of t
+// (C planes of h×w) into dst as nrows × ncols × cp, zero outside the image and in the
+// channels [C, cp). stage is scratch of at least C·nrows·ncols floats: each channel's rows
+// are first copied out in one piece (a plane apart, C short rows would each be a separate
+// cache miss and alias in the L1 cache), then transposed row by row.
+func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
+	plane := h * w
+	base := n * C * plane
+	vx0, vx1 := max(x0, 0), min(x0+ncols, w) // valid source columns
+	vy0, vy1 := max(y0, 0), min(y0+nrows, h) // valid source rows
+	nv, ny := vx1-vx0, vy1-vy0
+	rowF := ncols * cp
+	if nv <= 0 || ny <= 0 {
+		clear(dst[:nrows*rowF])
+		return
+	}
+	clear(dst[:(vy0-y0)*rowF])
+	clear(dst[(vy1-y0)*rowF : nrows*rowF])
+	full := nv == w // whole rows: each channel's rows are one contiguous piece
+	for c := 0; c < C; c++ {
+		src := t[base+c*plane+vy0*w+vx0:]
+		st := stage[c*ny*nv : (c+1)*ny*nv]
+		if full {
+			copy(st, src[:ny*w])
+			continue
+		}
+		for r := 0; r < ny; r++ {
+			copy(st[r*nv:(r+1)*nv], src[r*w:r*w+nv])
+		}
+	}
+	for r := 0; r < ny; r++ {
+		d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
+		clear(d[:(vx0-x0)*cp])
+		clear(d[(vx1-x0)*cp:])
+		transpose(d, (vx0-x0)*cp, cp, stage, r*nv, ny*nv, C, nv)
+		if C < cp {
+			for p := vx0 - x0; p < vx1-x0; p++ {
+				clear(d[p*cp+C : (p+1)*cp])
+			}
+		}
+	}
+}
+
+// scatterNCHW writes nrows rows of src (nrows × ncols × cp, channels-last) to image n of
+// t (C planes of h×w) at rows y0.. and columns 0..; rows ≥ h and columns ≥ w are dropped.
+// stage is scratch of at least C·nrows·ncols floats (see gatherNHWC).
+func scatterNCHW(t, src []float32, C, h, w, cp, n, y0, nrows, ncols int, stage []float32) {
+	plane := h * w
+	base := n * C * plane
+	cols := min(ncols, w)
+	ny := min(nrows, h-y0)
+	if ny <= 0 || cols <= 0 {
+		return
+	}
+	for i := 0; i < ny; i++ {
+		transpose(stage, i*cols, ny*cols, src, i*ncols*cp, cp, cols, C)
+	}
+	for c := 0; c < C; c++ {
+		dst := t[base+c*plane+y0*w:]
+		st := stage[c*ny*cols : (c+1)*ny*cols]
+		if cols == w {
+			copy(dst[:ny*w], st)
+			continue
+		}
+		for i := 0; i < ny; i++ {
+			copy(dst[i*w:i*w+cols], st[i*cols:(i+1)*cols])
+		}
+	}
+}
+
+// filterTransform computes U[ξ][k][0:np] = (G g Gᵀ)[ξ] for k < K from filters laid out as
+// wt[(k*9 + 3a + b)*np + j] (j: the output-channel axis, padded to np).
+func filterTransform(u, wt []float32, K, np int) {
+	parallelFor(K, func(k0, k1 int) {
+		wg.filter(u[k0*np:], 6*K*np, K*np, np, wt[k0*9*np:], 3*np, np, 9*np, np, k1-k0)
+	})
+}
+
+// forwardWeights returns U for y = x ⊛ w: wt is w (Cout × Cin·9) transposed to
+// (Cin·9) × cop, then transformed to U[ξ][Cin][cop].
+func (c *wgConv) forwardWeights(ws *Workspace, w []float32) []float32 {
+	wt := ws.get(c.cin * 9 * c.cop)
+	parallelFor(c.cin, func(c0, c1 int) {
+		rows := (c1 - c0) * 9
+		// wt rows c0*9..c1*9 = columns c0*9.. of w (Cout × Cin·9).
+		transpose(wt, c0*9*c.cop, c.cop, w, c0*9, c.cin*9, c.cout, rows)
+		if c.cout < c.cop {
+			for r := c0 * 9; r < c1*9; r++ {
+				clear(wt[r*c.cop+c.cout : (r+1)*c.cop])
+			}
+		}
+	})
+	u := ws.get(36 * c.cin * c.cop)
+	filterTransform(u, wt, c.cin, c.cop)
+	ws.put(wt)
+	return u
+}
+
+// dataGradWeights returns U' for the data gradient of y = x ⊛ w, a convolution of dY
+// (Cout channels) with w'[ci][co][a][b] = w[co][ci][2-a][2-b]: wt'[(co*9 + 8-(3a+b))][ci],
+// then U'[ξ][Cout][cip].
+func (c *wgConv) dataGradWeights(ws *Workspace, w []float32) []float32 {
+	wt := ws.get(c.cout * 9 * c.cip)
+	parallelFor(c.cout, func(lo, hi int) {
+		for co := lo; co < hi; co++ {
+			// w[co] is Cin × 9; its transpose, rows reversed, goes to wt rows co*9+8 .. co*9.
+			transpose(wt, (co*9+8)*c.cip, -c.cip, w, co*c.cin*9, 9, c.cin, 9)
+			if c.cin < c.cip {
+				for r := co * 9; r < co*9+9; r++ {
+					clear(wt[r*c.cip+c.cin : (r+1)*c.cip])
+				}
+			}
+		}
+	})
+	u := ws.get(36 * c.cout * c.cip)
+	filterTransform(u, wt, c.cout, c.cip)
+	ws.put(wt)
+	return u
+}
+
+// forward computes y = x ⊛ w (+ bias, then max(·, floor)) from U = forwardWeights(w).
+// bias may be nil; floor is 0 for a fused ReLU and -Inf otherwise.
+func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y []float32) {
+	T := c.chunkRows()
+	biasP := ws.get(c.cop)
+	defer ws.put(biasP)
+	clear(biasP)
+	copy(biasP, bias)
+	maxTiles := T * c.tw
+	c.chunks(T, false, func(_ int, par bool) func(r0, r1 int) {
+		v := ws.get(36 * maxTiles * c.cip)
+		m := ws.get(36 * maxTiles * c.cop)
+		if c.cout < c.cop {
+			clear(m) // the GEMMs never write the padding channels: keep them finite
+		}
+		var segs []segment
+		return func(r0, r1 int) {
+			if r0 < 0 { // done
+				ws.put(v)
+				ws.put(m)
+				return
+			}
+			segs = c.fwdChunk(ws, par, x, u, biasP, floor, y, v, m, r0, r1, segs)
+		}
+	})
+}
+
+func (c *wgConv) fwdChunk(ws *Workspace, par bool, x, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
+	nt := (r1 - r0) * c.tw
+	wb := 4*c.tw + 2 // band width in pixels
+	var bandSize int
+	segs, bandSize = c.segments(r0, r1, 2, wb*c.cip, segs)
+	band := ws.get(bandSize)
+	// Gather the input bands (channels-last), then transform every tile.
+	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
+		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
+		gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+	})
+	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
+		t := s.t0 + (th-s.th0)*c.tw
+		src := band[s.off+4*(th-s.th0)*wb*c.cip:]
+		wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, wb*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
+	})
+	ws.put(band)
+	// M_ξ (nt × Cout) = V_ξ (nt × Cin) · U_ξ (Cin × Cout).
+	forRange(par, 36, func(lo, hi int) {
+		for xi := lo; xi < hi; xi++ {
+			gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v[xi*nt*c.cip:], c.cip,
+				u[xi*c.cin*c.cop:], c.cop, 0, m[xi*nt*c.cop:], c.cop)
+		}
+	})
+	// Output transform per tile row into a channels-last strip, then to NCHW.
+	stripF := 4 * 4 * c.tw * c.cop
+	c.tileRows(ws, par, stripF+c.cout*4*4*c.tw, segs, func(s *segment, th int, scratch []float32) {
+		strip, stage := scratch[:stripF], scratch[stripF:]
+		t := s.t0 + (th-s.th0)*c.tw
+		wg.output(strip, 4*c.tw*c.cop, c.cop, 4*c.cop, m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, c.cop, c.tw, bias, floor)
+		scatterNCHW(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+	})
+	return segs
+}
+
+// chunks runs the chunks of T tile rows each. With enough chunks, every goroutine takes
+// whole chunks and runs them alone (no synchronisation inside a chunk); otherwise the
+// chunks run one after the other, each phase spread over goroutines. worker is called
+// once per goroutine with its index (par: whether its chunks should parallelise their
+// phases) and returns the function that runs chunk [r0, r1), called with r0 < 0 at the
+// end. With static, goroutine i takes the i-th contiguous share of the chunks (so that
+// per-goroutine sums are the same from run to run); otherwise chunks go to whichever
+// goroutine is free. chunks returns the number of goroutines used.
+func (c *wgConv) chunks(T int, static bool, worker func(id int, par bool) func(r0, r1 int)) int {
+	rows := c.n * c.th
+	n := (rows + T - 1) / T
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if n < 2*workers || workers < 2 {
+		run := worker(0, true)
+		for r0 := 0; r0 < rows; r0 += T {
+			run(r0, min(r0+T, rows))
+		}
+		run(-1, -1)
+		return 1
+	}
+	var next atomic.Int64
+	var wgr sync.WaitGroup
+	for id := range workers {
+		wgr.Add(1)
+		go func() {
+			defer wgr.Done()
+			run := worker(id, false)
+			k, end := id*n/workers, (id+1)*n/workers
+			for {
+				if !static {
+					k, end = int(next.Add(1)-1), n
+				}
+				if k >= end {
+					break
+				}
+				run(k*T, min((k+1)*T, rows))
+				k++
+			}
+			run(-1, -1)
+		}()
+	}
+	wgr.Wait()
+	return workers
+}
+
+// filterGrad computes dW (Cout × Cin·9) of y = x ⊛ w from dY.
+func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
+	T := c.chunkRows()
+	maxTiles := T * c.tw
+	duF := 36 * c.cin * c.cop
+	rows := c.n * c.th
+	du := ws.get(duF)
+	var parts [][]float32 // per-goroutine partial sums of dU, in goroutine order
+	var mu sync.Mutex
+	worker := func(id int, par bool) func(r0, r1 int) {
+		v := ws.get(36 * maxTiles * c.cip)
+		m := ws.get(36 * maxTiles * c.cop)
+		target := du
+		if !par {
+			target = ws.get(duF)
+			mu.Lock()
+			for len(parts) <= id {
+				parts = append(parts, nil)
+			}
+			parts[id] = target
+			mu.Unlock()
+		}
+		var segs, dsegs []segment
+		started := false
+		return func(r0, r1 int) {
+			if r0 < 0 {
+				ws.put(v)
+				ws.put(m)
+				if !started && !par {
+					clear(target)
+				}
+				return
+			}
+			segs, dsegs = c.dwChunk(ws, par, x, dy, v, m, target, started, r0, r1, segs, dsegs)
+			started = true
+		}
+	}
+	if duF > 1<<20 {
+		// Partial sums would be large: run the chunks in turn, phases in parallel.
+		run := worker(0, true)
+		for r0 := 0; r0 < rows; r0 += T {
+			run(r0, min(r0+T, rows))
+		}
+		run(-1, -1)
+	} else if c.chunks(T, true, worker) > 1 {
+		copy(du, parts[0])
+		for _, p := range parts[1:] {
+			parallelFor(len(du), func(lo, hi int) {
+				d := du[lo:hi]
+				for i, v := range p[lo:hi] {
+					d[i] += v
+				}
+			})
+		}
+		for _, p := range parts {
+			ws.put(p)
+		}
+	}
+	// dW = Gᵀ dU G per (ci, co), into dwt[(ci*9 + 3a + b)][cop], then transposed.
+	if c.cout < c.cop {
+		for r := 0; r < 36*c.cin; r++ {
+			clear(du[r*c.cop+c.cout : (r+1)*c.cop])
+		}
+	}
+	dwt := ws.get(c.cin * 9 * c.cop)
+	parallelFor(c.cin, func(c0, c1 int) {
+		wg.filterAdj(dwt[c0*9*c.cop:], 3*c.cop, c.cop, 9*c.cop, du[c0*c.cop:], 6*c.cin*c.cop, c.cin*c.cop, c.cop, c.cop, c1-c0)
+	})
+	ws.put(du)
+	parallelFor(c.cin, func(c0, c1 int) {
+		transpose(dw, c0*9, c.cin*9, dwt, c0*9*c.cop, c.cop, (c1-c0)*9, c.cout)
+	})
+	ws.put(dwt)
+}
+
+// dwChunk accumulates the chunk [r0, r1)'s contribution to dU into du (overwriting it
+// when !accumulate).
+func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
+	nt := (r1 - r0) * c.tw
+	wb, wy := 4*c.tw+2, 4*c.tw
+	var bandSize, dbandSize int
+	segs, bandSize = c.segments(r0, r1, 2, wb*c.cip, segs)
+	dsegs, dbandSize = c.segments(r0, r1, 0, wy*c.cop, dsegs)
+	band := ws.get(bandSize)
+	dband := ws.get(dbandSize)
+	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
+		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
+		gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+	})
+	c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
+		rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
+		gatherNHWC(rows, dy, c.cout, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
+	})
+	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
+		t := s.t0 + (th-s.th0)*c.tw
+		src := band[s.off+4*(th-s.th0)*wb*c.cip:]
+		wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, wb*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
+	})
+	c.tileRows(ws, par, 0, dsegs, func(s *segment, th int, _ []float32) {
+		t := s.t0 + (th-s.th0)*c.tw
+		src := dband[s.off+4*(th-s.th0)*wy*c.cop:]
+		wg.outAdj(m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, src, wy*c.cop, c.cop, 4*c.cop, c.cop, c.tw)
+	})
+	ws.put(band)
+	ws.put(dband)
+	// dU_ξ (Cin × Cout) += V_ξᵀ (Cin × nt) · dM_ξ (nt × Cout).
+	var beta float32
+	if accumulate {
+		beta = 1
+	}
+	forRange(par, 36, func(lo, hi int) {
+		for xi := lo; xi < hi; xi++ {
+			gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v[xi*nt*c.cip:], c.cip,
+				m[xi*nt*c.cop:], c.cop, beta, du[xi*c.cin*c.cop:], c.cop)
+		}
+	})
+	return segs, dsegs
+}
+
+// forRange runs f over [0, n): spread over goroutines when par, else in one call.
+func forRange(par bool, n int, f func(lo, hi int)) {
+	if par {
+		parallelFor(n, f)
+	} else if n > 0 {
+		f(0, n)
+	}
+}
+
+// dataGrad returns the engine computing dX of y = x ⊛ w as a convolution of dY.
+func (c *wgConv) dataGrad() wgConv {
+	d := newWgConv(c.n, c.cout, c.ho, c.wo, c.cin, c.h, c.w, 2-c.pt, 2-c.pl)
+	d.chunkTiles = c.chunkTiles
+	return d
+}
+
+// bandRows runs f over the band rows of the segments (4 per tile row plus extra per
+// segment) in runs [i0, i1) of consecutive rows of one segment, spread over goroutines
+// when par; each goroutine passes f its own scratch of scratchF floats per row.
+func (c *wgConv) bandRows(ws *Workspace, par bool, scratchF int, segs []segment, extra int, f func(s *segment, i0, i1 int, scratch []float32)) {
+	total, most := 0, 0
+	for _, s := range segs {
+		rows := 4*(s.th1-s.th0) + extra
+		total += rows
+		most = max(most, rows)
+	}
+	// Runs of at most step rows keep the staging buffer within about 64 KiB (L1/L2).
+	step := max(1, (16<<10)/max(scratchF, 1))
+	forRange(par, total, func(lo, hi int) {
+		scratch := ws.get(scratchF * min(most, hi-lo, step))
+		defer ws.put(scratch)
+		k := 0
+		for si := range segs {
+			s := &segs[si]
+			rows := 4*(s.th1-s.th0) + extra
+			for i0, i1 := max(lo-k, 0), min(hi-k, rows); i0 < i1; i0 += step {
+				f(s, i0, min(i0+step, i1), scratch)
+			}
+			k += rows
+		}
+	})
+}
+
+// tileRows runs f over every tile row of the segments, spread over goroutines,
+// with per-goroutine scratch as parallelBandRows.
+func (c *wgConv) tileRows(ws *Workspace, par bool, scratchF int, segs []segment, f func(s *segment, th int, scratch []float32)) {
+	total := 0
+	for _, s := range segs {
+		total += s.th1 - s.th0
+	}
+	forRange(par, total, func(lo, hi int) {
+		scratch := ws.get(scratchF)
+		defer ws.put(scratch)
+		k := 0
+		for si := range segs {
+			s := &segs[si]
+			for th := s.th0; th < s.th1 && k < hi; th++ {
+				if k >= lo {
+					f(s, th, scratch)
+				}
+				k++
+			}
+		}
+	})
+}
+
+// f32ptr returns a pointer to s[i] without a bounds check on the far end (the caller
+// guarantees the assembly stays inside s).
+func f32ptr(s []float32, i int) *float32 {
+	return (*float32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), 4*i))
+}

@@ -1,0 +1,16 @@
+//go:build !amd64 || purego
+
+package ops
+
+func pickWinogradKernels() wgKernels { return wgGoKernels }
+
+func winogradKernelSets() []wgKernels { return []wgKernels{wgGoKernels} }
+
+const haveZ = false
+
+func sumZ(x *float32, n int) float64                                   { panic("unreachable") }
+func sumSqDevZ(x *float32, n int, m float64) float64                   { panic("unreachable") }
+func sumDyDevZ(dy, x, y *float32, n int, m float64) (float64, float64) { panic("unreachable") }
+func affineZ(y, x *float32, n int, a, b, floor float32)                { panic("unreachable") }
+func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)      { panic("unreachable") }
+func maskZ(dx, dy, y *float32, n int)                                  { panic("unreachable") }

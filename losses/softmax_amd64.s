@@ -1,0 +1,115 @@
+//go:build !purego
+
+#include "textflag.h"
+
+DATA smconst<>+0(SB)/4, $(-87.0)              // clamp: exp(-87) ≈ 1.6e-38
+DATA smconst<>+4(SB)/4, $(1.44269504088896341)  // log2(e)
+DATA smconst<>+8(SB)/4, $(0.693359375)          // ln2, high part (Cephes)
+DATA smconst<>+12(SB)/4, $(-2.12194440e-4)      // ln2, low part
+DATA smconst<>+16(SB)/4, $(1.9875691500e-4)     // Cephes expf polynomial
+DATA smconst<>+20(SB)/4, $(1.3981999507e-3)
+DATA smconst<>+24(SB)/4, $(8.3334519073e-3)
+DATA smconst<>+28(SB)/4, $(4.1665795894e-2)
+DATA smconst<>+32(SB)/4, $(1.6666665459e-1)
+DATA smconst<>+36(SB)/4, $(5.0000001201e-1)
+DATA smconst<>+40(SB)/4, $(1.0)
+GLOBL smconst<>(SB), RODATA|NOPTR, $44
+
+// func maxRowsZ(m, x *float32, stride, c, n int)
+// m[j] = max over k < c of x[k*stride + j], j < n (n a multiple of 16, c ≥ 1).
+TEXT ·maxRowsZ(SB), NOSPLIT, $0-40
+	MOVQ m+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ stride+16(FP), R8
+	SHLQ $2, R8
+	MOVQ c+24(FP), R9
+	MOVQ n+32(FP), CX
+	SHRQ $4, CX
+	JZ max_done
+max_block:
+	VMOVUPS (SI), Z0
+	LEAQ (SI)(R8*1), AX
+	MOVQ R9, DX
+	DECQ DX
+	JZ max_store
+max_cls:
+	VMAXPS (AX), Z0, Z0
+	ADDQ R8, AX
+	DECQ DX
+	JNZ max_cls
+max_store:
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ CX
+	JNZ max_block
+max_done:
+	VZEROUPPER
+	RET
+
+// func expRowsZ(e, x *float32, stride, c, n int, m, s *float32)
+// e[k*stride + j] = exp(x[k*stride + j] - m[j]) and s[j] = Σ_k e[k*stride + j], j < n
+// (n a multiple of 16), in float32: Cephes expf (relative error ~1e-7), the power of two
+// applied with VSCALEFPS. Arguments below -87 give ~0; NaN propagates.
+TEXT ·expRowsZ(SB), NOSPLIT, $0-56
+	MOVQ e+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ stride+16(FP), R8
+	SHLQ $2, R8
+	MOVQ c+24(FP), R9
+	MOVQ n+32(FP), CX
+	MOVQ m+40(FP), R10
+	MOVQ s+48(FP), R11
+	VBROADCASTSS smconst<>+0(SB), Z31
+	VBROADCASTSS smconst<>+4(SB), Z30
+	VBROADCASTSS smconst<>+8(SB), Z29
+	VBROADCASTSS smconst<>+12(SB), Z28
+	VBROADCASTSS smconst<>+16(SB), Z27
+	VBROADCASTSS smconst<>+20(SB), Z26
+	VBROADCASTSS smconst<>+24(SB), Z25
+	VBROADCASTSS smconst<>+28(SB), Z24
+	VBROADCASTSS smconst<>+32(SB), Z23
+	VBROADCASTSS smconst<>+36(SB), Z22
+	VBROADCASTSS smconst<>+40(SB), Z21
+	SHRQ $4, CX
+	JZ exp_done
+exp_block:
+	VMOVUPS (R10), Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R9, DX
+exp_cls:
+	VMOVUPS (AX), Z2
+	VSUBPS Z0, Z2, Z2
+	VMAXPS Z2, Z31, Z2          // max(-87, d), NaN kept
+	VMULPS Z30, Z2, Z3
+	VRNDSCALEPS $0, Z3, Z3      // k = round(d·log2e)
+	VFNMADD231PS Z29, Z3, Z2    // r = d - k·ln2hi
+	VFNMADD231PS Z28, Z3, Z2    //     - k·ln2lo
+	VMOVAPS Z27, Z4
+	VFMADD213PS Z26, Z2, Z4
+	VFMADD213PS Z25, Z2, Z4
+	VFMADD213PS Z24, Z2, Z4
+	VFMADD213PS Z23, Z2, Z4
+	VFMADD213PS Z22, Z2, Z4
+	VMULPS Z2, Z2, Z5
+	VFMADD213PS Z2, Z5, Z4      // p·r² + r
+	VADDPS Z21, Z4, Z4          // + 1
+	VSCALEFPS Z3, Z4, Z4        // · 2^k
+	VMOVUPS Z4, (BX)
+	VADDPS Z4, Z1, Z1
+	ADDQ R8, AX
+	ADDQ R8, BX
+	DECQ DX
+	JNZ exp_cls
+	VMOVUPS Z1, (R11)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	ADDQ $64, R10
+	ADDQ $64, R11
+	DECQ CX
+	JNZ exp_block
+exp_done:
+	VZEROUPPER
+	RET

@@ -1,0 +1,8 @@
+//go:build !amd64 || purego
+
+package losses
+
+var haveZ = false
+
+func maxRowsZ(m, x *float32, stride, c, n int)                { panic("unreachable") }
+func expRowsZ(e, x *float32, stride, c, n int, m, s *float32) { panic("unreachable") }

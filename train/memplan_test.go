@@ -1,0 +1,126 @@
+package train
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	G "gorgonia.org/gorgonia"
+
+	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/losses"
+)
+
+// TestPlanMemoryExact trains tiny models for a few SGD steps with and without
+// ops.PlanMemory (pooled activation buffers) and requires bit-identical losses,
+// gradients and evaluation logits: sharing buffers must change nothing but memory.
+func TestPlanMemoryExact(t *testing.T) {
+	for _, arch := range []string{"vgg19-unet", "vgg16-segnet", "vgg11-bn", "alexnet"} {
+		t.Run(arch, func(t *testing.T) {
+			type run struct {
+				losses []float64
+				grads  [][]float32
+				logits []float32
+				plan   *ops.MemoryPlan
+			}
+			do := func(plan bool) run {
+				cfg := graphs.Config{Arch: arch, Mult: 1.0 / 16, Seed: 3, Classes: 5}
+				h := 32
+				if arch == "alexnet" {
+					h = 67
+				}
+				cfg.InputH = h
+				m, err := graphs.New(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gr, err := m.Build(2, h, h, graphs.Train)
+				if err != nil {
+					t.Fatal(err)
+				}
+				loss, err := losses.Build(gr.Logits, benchLabels(m, gr), losses.Spec{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				grads, err := G.Grad(loss, gr.Params...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var r run
+				if plan {
+					r.plan = ops.PlanMemory(gr.G)
+				}
+				vm := G.NewTapeMachine(gr.G)
+				defer vm.Close()
+				opt, _ := NewOptimizer(DefaultOptimizerConfig("sgd"))
+				var params []Param
+				for _, p := range m.Trainable() {
+					params = append(params, Param{Name: p.Name, Data: p.Data})
+				}
+				rng := rand.New(rand.NewPCG(5, 6))
+				for step := 0; step < 3; step++ {
+					in := gr.InputT.Float32s()
+					for i := range in {
+						in[i] = float32(rng.NormFloat64())
+					}
+					m.SetStep(uint64(step))
+					vm.Reset()
+					if err := vm.RunAll(); err != nil {
+						t.Fatal(err)
+					}
+					terms, _ := losses.LastTerms(loss)
+					r.losses = append(r.losses, terms.Total)
+					for j, g := range grads {
+						params[j].Grad = g.Value().Data().([]float32)
+						if step == 2 {
+							r.grads = append(r.grads, append([]float32(nil), params[j].Grad...))
+						}
+					}
+					if err := opt.Step(params, 0.01); err != nil {
+						t.Fatal(err)
+					}
+				}
+				eg, err := m.Build(2, h, h, graphs.Eval)
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(eg.InputT.Float32s(), gr.InputT.Float32s())
+				if plan {
+					ops.PlanMemory(eg.G)
+				}
+				evm := G.NewTapeMachine(eg.G)
+				defer evm.Close()
+				for range 2 {
+					evm.Reset()
+					if err := evm.RunAll(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				r.logits = append([]float32(nil), eg.Logits.Value().Data().([]float32)...)
+				return r
+			}
+			base, planned := do(false), do(true)
+			if planned.plan.Nodes() == 0 || planned.plan.PoolFloats() == 0 || planned.plan.PeakFloats() > planned.plan.PoolFloats() {
+				t.Errorf("plan pooled %d nodes, %d floats: want some", planned.plan.Nodes(), planned.plan.PoolFloats())
+			}
+			for i := range base.losses {
+				if base.losses[i] != planned.losses[i] {
+					t.Errorf("step %d: loss %v with the plan, %v without", i, planned.losses[i], base.losses[i])
+				}
+			}
+			for j := range base.grads {
+				for k := range base.grads[j] {
+					if base.grads[j][k] != planned.grads[j][k] {
+						t.Fatalf("gradient %d[%d]: %v with the plan, %v without", j, k, planned.grads[j][k], base.grads[j][k])
+					}
+				}
+			}
+			for k := range base.logits {
+				if base.logits[k] != planned.logits[k] {
+					t.Fatalf("eval logits[%d]: %v with the plan, %v without", k, planned.logits[k], base.logits[k])
+				}
+			}
+		})
+	}
+}
+
