@@ -13,8 +13,15 @@ import (
 // act is an activation flowing through the builder: its shape always, its node when a
 // graph is being built.
 type act struct {
-	node  *G.Node
-	shape []int // NCHW, or (N, features) after Flatten
+	node    *G.Node
+	shape   []int        // NCHW, or (N, features) after Flatten
+	pending *pendingConv // a convolution left for the next batch norm to fold in (node is nil)
+}
+
+// pendingConv is what Conv2DBatchNorm needs of a convolution.
+type pendingConv struct {
+	x, w, b *G.Node
+	cfg     ops.ConvConfig
 }
 
 type paramSpec struct {
@@ -103,15 +110,25 @@ func (n *net) input(batch, h, w int) act {
 
 // conv is a 2-D convolution with bias; pad nil means TensorFlow 'same'.
 func (n *net) conv(x act, module, layer string, cout, k, stride int, pad *ops.Padding) act {
-	return n.convAct(x, module, layer, "", cout, k, stride, pad)
+	return n.convAct(x, module, layer, "", cout, k, stride, pad, false)
+}
+
+// convBN is conv, then batch norm, then (reluLayer != "") ReLU. Evaluation graphs fold the
+// batch norm into the convolution (ops.Conv2DBatchNorm); training graphs use a
+// convolution and a fused batch norm + ReLU.
+func (n *net) convBN(x act, module, layer, bnModule, bnLayer, reluLayer string, cout, k, stride int, pad *ops.Padding) act {
+	y := n.convAct(x, module, layer, "", cout, k, stride, pad, n.g != nil && n.mode == Eval)
+	return n.batchNormAct(y, bnModule, bnLayer, reluLayer)
 }
 
 // convReLU is conv followed by a ReLU (summary row reluLayer), computed by one fused op.
 func (n *net) convReLU(x act, module, layer, reluLayer string, cout, k, stride int, pad *ops.Padding) act {
-	return n.convAct(x, module, layer, reluLayer, cout, k, stride, pad)
+	return n.convAct(x, module, layer, reluLayer, cout, k, stride, pad, false)
 }
 
-func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride int, pad *ops.Padding) act {
+// convAct declares and (with a graph) builds a convolution; with fold it leaves the node
+// to the batch norm that follows (act.pending).
+func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride int, pad *ops.Padding, fold bool) act {
 	if n.err != nil {
 		return x
 	}
@@ -136,7 +153,11 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 	if n.g != nil {
 		var err error
 		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws}
-		y.node, err = ops.Conv2D(x.node, wn, bn, cfg)
+		if fold {
+			y.pending = &pendingConv{x: x.node, w: wn, b: bn, cfg: cfg}
+		} else {
+			y.node, err = ops.Conv2D(x.node, wn, bn, cfg)
+		}
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -146,15 +167,6 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 		n.row(reluLayer, "", "ReLU", y.shape, 0)
 	}
 	return y
-}
-
-func (n *net) batchNorm(x act, module, layer string) act {
-	return n.batchNormAct(x, module, layer, "")
-}
-
-// batchNormReLU is batchNorm followed by a ReLU (summary row reluLayer), one fused op.
-func (n *net) batchNormReLU(x act, module, layer, reluLayer string) act {
-	return n.batchNormAct(x, module, layer, reluLayer)
 }
 
 func (n *net) batchNormAct(x act, module, layer, reluLayer string) act {
@@ -170,9 +182,14 @@ func (n *net) batchNormAct(x act, module, layer, reluLayer string) act {
 	y := act{shape: x.shape}
 	if n.g != nil {
 		var err error
-		if reluLayer != "" {
+		switch {
+		case x.pending != nil:
+			cfg := x.pending.cfg
+			cfg.ReLU = reluLayer != ""
+			y.node, err = ops.Conv2DBatchNorm(x.pending.x, x.pending.w, x.pending.b, gamma, beta, n.m.bn[module], cfg)
+		case reluLayer != "":
 			y.node, err = ops.BatchNormReLU2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
-		} else {
+		default:
 			y.node, err = ops.BatchNorm2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
 		}
 		if n.wrap(layer, err) {

@@ -42,8 +42,8 @@ func (n *net) vggFeatures(x act, prefix string, blocks []Block, bn bool, keepIdx
 				i += 2
 				continue
 			}
-			x = n.conv(x, fmt.Sprintf("%s.%d", prefix, i), layer, n.scaled(blk.Channels), 3, 1, nil)
-			x = n.batchNormReLU(x, fmt.Sprintf("%s.%d", prefix, i+1), fmt.Sprintf("block%d_bn%d", b+1, c), relu)
+			x = n.convBN(x, fmt.Sprintf("%s.%d", prefix, i), layer, fmt.Sprintf("%s.%d", prefix, i+1), fmt.Sprintf("block%d_bn%d", b+1, c), relu,
+				n.scaled(blk.Channels), 3, 1, nil)
 			i += 3
 		}
 		pre = append(pre, x)
@@ -126,13 +126,12 @@ func buildSegNet(n *net, x act) act {
 		}
 		i++
 		for c, w := range widths {
-			x = n.conv(x, fmt.Sprintf("decoder.%d", i), fmt.Sprintf("dec%d_conv%d", level, c+1), n.scaled(w), 3, 1, nil)
-			x = n.batchNormReLU(x, fmt.Sprintf("decoder.%d", i+1), fmt.Sprintf("dec%d_bn%d", level, c+1), fmt.Sprintf("dec%d_relu%d", level, c+1))
+			x = n.convBN(x, fmt.Sprintf("decoder.%d", i), fmt.Sprintf("dec%d_conv%d", level, c+1), fmt.Sprintf("decoder.%d", i+1),
+				fmt.Sprintf("dec%d_bn%d", level, c+1), fmt.Sprintf("dec%d_relu%d", level, c+1), n.scaled(w), 3, 1, nil)
 			i += 3
 		}
 	}
-	x = n.conv(x, fmt.Sprintf("decoder.%d", i), "head_conv", n.cfg.Classes, 1, 1, &ops.Padding{})
-	return n.batchNorm(x, fmt.Sprintf("decoder.%d", i+1), "head_bn")
+	return n.convBN(x, fmt.Sprintf("decoder.%d", i), "head_conv", fmt.Sprintf("decoder.%d", i+1), "head_bn", "", n.cfg.Classes, 1, 1, &ops.Padding{})
 }
 
 // unetBlock is a torch nn.Sequential of convs 3x3 conv+ReLU pairs named prefix.0, prefix.2, ...

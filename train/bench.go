@@ -60,8 +60,8 @@ type BenchResult struct {
 	InferStepsMS   []float64   `json:"infer_steps_ms,omitempty"`
 	TrainAllocsMiB float64     `json:"train_alloc_mib_per_step"` // Go heap bytes allocated per timed step
 	InferAllocsMiB float64     `json:"infer_alloc_mib_per_step"`
-	// Memory the graphs' plans hold: activation buffers (ops.MemoryPlan, at most in use
-	// at once) and convolution scratch (ops.Workspace), MiB.
+	// Memory the graphs' plans hold: pooled activation buffers (ops.MemoryPlan) and
+	// convolution scratch (ops.Workspace), MiB.
 	TrainActivationsMiB float64 `json:"train_activations_mib"`
 	TrainWorkspaceMiB   float64 `json:"train_workspace_mib"`
 	InferActivationsMiB float64 `json:"infer_activations_mib"`
@@ -383,7 +383,7 @@ func benchTrain(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops
 	}
 	defer s.close()
 	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
-	res.TrainActivationsMiB = float64(s.plan.PeakFloats()) * 4 / (1 << 20)
+	res.TrainActivationsMiB = float64(s.plan.PoolFloats()) * 4 / (1 << 20)
 	res.TrainWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
 	return times, split, alloc, err
 }
@@ -395,7 +395,7 @@ func benchInfer(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops
 	}
 	defer s.close()
 	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
-	res.InferActivationsMiB = float64(s.plan.PeakFloats()) * 4 / (1 << 20)
+	res.InferActivationsMiB = float64(s.plan.PoolFloats()) * 4 / (1 << 20)
 	res.InferWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
 	return times, split, alloc, err
 }

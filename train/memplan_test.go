@@ -123,4 +123,3 @@ func TestPlanMemoryExact(t *testing.T) {
 		})
 	}
 }
-

@@ -170,6 +170,12 @@ func printBench(w io.Writer, r *train.BenchResult) error {
 			return err
 		}
 	}
-	_, err := fmt.Fprintf(w, "\npeak RSS: %.0f MiB\n", r.PeakRSSMiB)
+	fmt.Fprintf(w, "\npeak RSS: %.0f MiB", r.PeakRSSMiB)
+	if r.TrainImagesPS > 0 {
+		fmt.Fprintf(w, " (training: activations %.0f MiB, scratch %.0f MiB)", r.TrainActivationsMiB, r.TrainWorkspaceMiB)
+	} else {
+		fmt.Fprintf(w, " (inference: activations %.0f MiB, scratch %.0f MiB)", r.InferActivationsMiB, r.InferWorkspaceMiB)
+	}
+	_, err := fmt.Fprintln(w)
 	return err
 }

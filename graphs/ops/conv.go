@@ -79,14 +79,32 @@ func ConvOutSize(in, k, stride, padBefore, padAfter int) int {
 // and adds the bias b (Cout), which may be nil. The result is (N,Cout,Ho,Wo) with
 // Ho = (H+Top+Bottom-kH)/StrideH + 1 and likewise Wo. Everything is float32.
 //
-// The op computes, per image, W (Cout × Cin·kH·kW) · col (Cin·kH·kW × Ho·Wo) with
-// gemm.Sgemm, building col in tiles of output positions (1x1 stride-1 unpadded
-// convolutions multiply x directly), and writes NCHW output with the bias fused in.
-// Its gradients with respect to x, w and b are three separate ops. Outputs and scratch
+// 3x3 stride-1 convolutions with at least 8 input and output channels use Winograd
+// F(4x4,3x3) (winograd.go; cfg.Algo overrides the choice). Others compute, per image,
+// W (Cout × Cin·kH·kW) · col (Cin·kH·kW × Ho·Wo) with gemm.Sgemm, building col in tiles
+// of output positions (1x1 stride-1 unpadded convolutions multiply x directly). Either
+// way the bias (and, with cfg.ReLU, the ReLU) is fused into the output. The gradients
+// with respect to x, w and b are three separate ops. Outputs and scratch
 // belong to the op and are reused by every run of the graph: a value read after one run
 // is overwritten by the next (copy it to keep it), and a graph must not be run by two
 // machines at once.
 func Conv2D(x, w, b *G.Node, cfg ConvConfig) (*G.Node, error) {
+	op, err := newConvOp(x, w, b, cfg)
+	if err != nil {
+		return nil, err
+	}
+	children := []*G.Node{x, w}
+	if b != nil {
+		children = append(children, b)
+	}
+	y, err := G.ApplyOp(op, children...)
+	if err != nil {
+		return nil, fmt.Errorf("ops: conv2d: %w", err)
+	}
+	return y, nil
+}
+
+func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 	geom, err := newConvGeom(x, w, b, cfg)
 	if err != nil {
 		return nil, err
@@ -98,18 +116,11 @@ func Conv2D(x, w, b *G.Node, cfg ConvConfig) (*G.Node, error) {
 	if geom.wino {
 		c := newWgConv(geom.n, geom.cin, geom.h, geom.w, geom.cout, geom.ho, geom.wo, geom.pad.Top, geom.pad.Left)
 		op.wino = &c
+		op.dys = new(dyShare)
 	} else if !geom.direct() {
 		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
 	}
-	children := []*G.Node{x, w}
-	if b != nil {
-		children = append(children, b)
-	}
-	y, err := G.ApplyOp(op, children...)
-	if err != nil {
-		return nil, fmt.Errorf("ops: conv2d: %w", err)
-	}
-	return y, nil
+	return op, nil
 }
 
 // convGeom is everything that defines one convolution; it is fixed when the graph is
@@ -355,6 +366,7 @@ type convOp struct {
 	cols *convScratch // im2col tiles; shared with the layer's gradient ops (nil when direct)
 	wino *wgConv      // the Winograd engine (nil: im2col)
 	ws   *Workspace   // scratch, shared with the layer's gradient ops
+	dys  *dyShare     // channels-last dY, shared by the Winograd gradient ops
 	out  convOutput
 }
 
@@ -484,11 +496,11 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
 		}
 	}
-	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
+	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
 	}
-	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, parts: &convScratch{size: g.cout * g.kdim()},
+	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, parts: &convScratch{size: g.cout * g.kdim()},
 		out: convOutput{shape: g.wShape()}}, inputs[0], grad)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt w: %w", err)
@@ -526,6 +538,7 @@ type convGradXOp struct {
 	cols *convScratch
 	wino *wgConv
 	ws   *Workspace
+	dys  *dyShare
 	out  convOutput
 }
 
@@ -570,7 +583,12 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 	if op.wino != nil {
 		c := op.wino.dataGrad()
 		u := op.wino.dataGradWeights(op.ws, w)
-		c.forward(op.ws, dy, u, nil, float32(math.Inf(-1)), dx)
+		var dya *nhwc
+		if op.dys != nil {
+			dya = op.dys.acquire(op.ws, op.wino, dy, op)
+			defer op.dys.release(op.ws)
+		}
+		c.forwardFrom(op.ws, dy, dya, u, nil, float32(math.Inf(-1)), dx)
 		op.ws.put(u)
 		return
 	}
@@ -616,6 +634,7 @@ type convGradWOp struct {
 	cols    *convScratch
 	wino    *wgConv
 	ws      *Workspace
+	dys     *dyShare
 	parts   *convScratch // per-goroutine partial sums of dW
 	pending []convPartial
 	mu      sync.Mutex
@@ -667,7 +686,12 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *convGradWOp) backward(x, dy, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
-		op.wino.filterGrad(op.ws, x, dy, dw)
+		var dya *nhwc
+		if op.dys != nil {
+			dya = op.dys.acquire(op.ws, op.wino, dy, op)
+			defer op.dys.release(op.ws)
+		}
+		op.wino.filterGradFrom(op.ws, x, dy, dya, dw)
 		return
 	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()

@@ -47,7 +47,7 @@ type planned interface{ setPlan(p *MemoryPlan, refs int) }
 // (the outputs: loss, logits, parameter gradients).
 type MemoryPlan struct {
 	mu     sync.Mutex
-	free   map[int][][]float32
+	free   [][]float32 // full-capacity free buffers
 	live   map[uintptr]*planBuf
 	nodes  int
 	inUse  int64 // floats handed out and not yet released
@@ -64,7 +64,7 @@ type planBuf struct {
 // PlanMemory attaches a MemoryPlan to every op of g that can use it and returns it. Call
 // it once the graph is complete (after G.Grad) and before the first run.
 func PlanMemory(g *G.ExprGraph) *MemoryPlan {
-	p := &MemoryPlan{free: map[int][][]float32{}, live: map[uintptr]*planBuf{}}
+	p := &MemoryPlan{live: map[uintptr]*planBuf{}}
 	for _, n := range g.AllNodes() {
 		op, ok := n.Op().(planned)
 		if !ok {
@@ -123,25 +123,35 @@ func (p *MemoryPlan) acquire(owner *opHooks, n, refs int, prev []float32) []floa
 			p.put(b)
 		}
 	}
+	// Best fit: the smallest free buffer that is large enough (but not more than about
+	// twice as large), so that buffers of one size serve requests of others (an
+	// exact-size pool would keep one set per shape).
+	best := -1
+	for i, b := range p.free {
+		if cap(b) >= n && cap(b) <= 2*n+4096 && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
+		}
+	}
 	var data []float32
-	if l := p.free[n]; len(l) > 0 {
-		data = l[len(l)-1]
-		l[len(l)-1] = nil
-		p.free[n] = l[:len(l)-1]
+	if best >= 0 {
+		data = p.free[best]
+		last := len(p.free) - 1
+		p.free[best], p.free[last] = p.free[last], nil
+		p.free = p.free[:last]
 	} else {
 		data = make([]float32, n)
 		p.pooled += int64(n)
 	}
 	p.live[addr(data)] = &planBuf{data: data, refs: refs, owner: owner}
-	p.inUse += int64(n)
+	p.inUse += int64(cap(data))
 	p.peak = max(p.peak, p.inUse)
-	return data
+	return data[:n]
 }
 
 func (p *MemoryPlan) put(b *planBuf) {
 	delete(p.live, addr(b.data))
-	p.free[len(b.data)] = append(p.free[len(b.data)], b.data)
-	p.inUse -= int64(len(b.data))
+	p.free = append(p.free, b.data[:cap(b.data)])
+	p.inUse -= int64(cap(b.data))
 }
 
 // release counts one use of each pooled buffer among inputs (once per op, however many

@@ -389,6 +389,45 @@ func scatterNCHW(t, src []float32, C, h, w, cp, n, y0, nrows, ncols int, stage [
 	}
 }
 
+// nhwc is an activation copied whole to channels-last: image n's row r, column q (in
+// the activation's coordinates, which may be negative: zero padding) is at
+// ((n*rows + r + top)*cols + q + left)*cp.
+type nhwc struct {
+	data                  []float32
+	top, left, rows, cols int
+	cp                    int
+}
+
+func (a *nhwc) at(n, r, q int) int { return ((n*a.rows+r+a.top)*a.cols + q + a.left) * a.cp }
+
+// gatherAll copies t (N × C planes of h×w) into a, rows [-top, rows-top) and columns
+// [-left, cols-left), zeros outside.
+func gatherAll(ws *Workspace, a *nhwc, t []float32, n, C, h, w int) {
+	rowF := a.cols * a.cp
+	step := max(1, (16<<10)/max(C*a.cols, 1))
+	parallelFor(n*a.rows, func(lo, hi int) {
+		stage := ws.get(C * a.cols * min(step, hi-lo))
+		defer ws.put(stage)
+		for k := lo; k < hi; {
+			img, r := k/a.rows, k%a.rows
+			nr := min(step, hi-k, a.rows-r)
+			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage)
+			k += nr
+		}
+	})
+}
+
+// gradLayout returns the channels-last layout of dY (without data) that both the data
+// gradient (a convolution of dY, windows from (4·th - pt', 4·tw - pl')) and the filter
+// gradient (4x4 blocks of dY at (4·th, 4·tw)) can read.
+func (c *wgConv) gradLayout() nhwc {
+	d := c.dataGrad()
+	top, left := max(d.pt, 0), max(d.pl, 0)
+	rows := max(4*d.th+2-d.pt, 4*c.th) + top
+	cols := max(4*d.tw+2-d.pl, 4*c.tw) + left
+	return nhwc{top: top, left: left, rows: rows, cols: cols, cp: c.cop}
+}
+
 // filterTransform computes U[ξ][k][0:np] = (G g Gᵀ)[ξ] for k < K from filters laid out as
 // wt[(k*9 + 3a + b)*np + j] (j: the output-channel axis, padded to np).
 func filterTransform(u, wt []float32, K, np int) {
@@ -442,6 +481,11 @@ func (c *wgConv) dataGradWeights(ws *Workspace, w []float32) []float32 {
 // forward computes y = x ⊛ w (+ bias, then max(·, floor)) from U = forwardWeights(w).
 // bias may be nil; floor is 0 for a fused ReLU and -Inf otherwise.
 func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y []float32) {
+	c.forwardFrom(ws, x, nil, u, bias, floor, y)
+}
+
+// forwardFrom is forward reading x from its channels-last copy xa when not nil.
+func (c *wgConv) forwardFrom(ws *Workspace, x []float32, xa *nhwc, u, bias []float32, floor float32, y []float32) {
 	T := c.chunkRows()
 	biasP := ws.get(c.cop)
 	defer ws.put(biasP)
@@ -461,28 +505,37 @@ func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y [
 				ws.put(m)
 				return
 			}
-			segs = c.fwdChunk(ws, par, x, u, biasP, floor, y, v, m, r0, r1, segs)
+			segs = c.fwdChunk(ws, par, x, xa, u, biasP, floor, y, v, m, r0, r1, segs)
 		}
 	})
 }
 
-func (c *wgConv) fwdChunk(ws *Workspace, par bool, x, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
+func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
 	nt := (r1 - r0) * c.tw
 	wb := 4*c.tw + 2 // band width in pixels
 	var bandSize int
 	segs, bandSize = c.segments(r0, r1, 2, wb*c.cip, segs)
-	band := ws.get(bandSize)
-	// Gather the input bands (channels-last), then transform every tile.
-	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
-		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
-		gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
-	})
-	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
-		t := s.t0 + (th-s.th0)*c.tw
-		src := band[s.off+4*(th-s.th0)*wb*c.cip:]
-		wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, wb*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
-	})
-	ws.put(band)
+	if xa != nil {
+		// Transform every tile straight from the channels-last copy.
+		c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
+			t := s.t0 + (th-s.th0)*c.tw
+			src := xa.data[xa.at(s.n, 4*th-c.pt, -c.pl):]
+			wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, xa.cols*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
+		})
+	} else {
+		band := ws.get(bandSize)
+		// Gather the input bands (channels-last), then transform every tile.
+		c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
+			rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
+			gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+		})
+		c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
+			t := s.t0 + (th-s.th0)*c.tw
+			src := band[s.off+4*(th-s.th0)*wb*c.cip:]
+			wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, wb*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
+		})
+		ws.put(band)
+	}
 	// M_ξ (nt × Cout) = V_ξ (nt × Cin) · U_ξ (Cin × Cout).
 	forRange(par, 36, func(lo, hi int) {
 		for xi := lo; xi < hi; xi++ {
@@ -548,6 +601,12 @@ func (c *wgConv) chunks(T int, static bool, worker func(id int, par bool) func(r
 
 // filterGrad computes dW (Cout × Cin·9) of y = x ⊛ w from dY.
 func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
+	c.filterGradFrom(ws, x, dy, nil, dw)
+}
+
+// filterGradFrom is filterGrad reading dY from its channels-last copy dya when not nil
+// (laid out by gradLayout).
+func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []float32) {
 	T := c.chunkRows()
 	maxTiles := T * c.tw
 	duF := 36 * c.cin * c.cop
@@ -579,7 +638,7 @@ func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
 				}
 				return
 			}
-			segs, dsegs = c.dwChunk(ws, par, x, dy, v, m, target, started, r0, r1, segs, dsegs)
+			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, target, started, r0, r1, segs, dsegs)
 			started = true
 		}
 	}
@@ -623,22 +682,25 @@ func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
 
 // dwChunk accumulates the chunk [r0, r1)'s contribution to dU into du (overwriting it
 // when !accumulate).
-func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
+func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy []float32, dya *nhwc, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
 	nt := (r1 - r0) * c.tw
 	wb, wy := 4*c.tw+2, 4*c.tw
 	var bandSize, dbandSize int
 	segs, bandSize = c.segments(r0, r1, 2, wb*c.cip, segs)
 	dsegs, dbandSize = c.segments(r0, r1, 0, wy*c.cop, dsegs)
 	band := ws.get(bandSize)
-	dband := ws.get(dbandSize)
 	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
 		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
 		gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
 	})
-	c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
-		rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
-		gatherNHWC(rows, dy, c.cout, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
-	})
+	var dband []float32
+	if dya == nil {
+		dband = ws.get(dbandSize)
+		c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
+			rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
+			gatherNHWC(rows, dy, c.cout, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
+		})
+	}
 	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
 		t := s.t0 + (th-s.th0)*c.tw
 		src := band[s.off+4*(th-s.th0)*wb*c.cip:]
@@ -646,11 +708,18 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy, v, m, du []float32, acc
 	})
 	c.tileRows(ws, par, 0, dsegs, func(s *segment, th int, _ []float32) {
 		t := s.t0 + (th-s.th0)*c.tw
+		if dya != nil {
+			src := dya.data[dya.at(s.n, 4*th, 0):]
+			wg.outAdj(m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, src, dya.cols*c.cop, c.cop, 4*c.cop, c.cop, c.tw)
+			return
+		}
 		src := dband[s.off+4*(th-s.th0)*wy*c.cop:]
 		wg.outAdj(m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, src, wy*c.cop, c.cop, 4*c.cop, c.cop, c.tw)
 	})
 	ws.put(band)
-	ws.put(dband)
+	if dband != nil {
+		ws.put(dband)
+	}
 	// dU_ξ (Cin × Cout) += V_ξᵀ (Cin × nt) · dM_ξ (nt × Cout).
 	var beta float32
 	if accumulate {
@@ -735,4 +804,40 @@ func (c *wgConv) tileRows(ws *Workspace, par bool, scratchF int, segs []segment,
 // guarantees the assembly stays inside s).
 func f32ptr(s []float32, i int) *float32 {
 	return (*float32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), 4*i))
+}
+
+// dyShare lends the channels-last copy of a layer's output gradient to its two Winograd
+// gradient ops: whichever runs first gathers it, the second reuses and frees it.
+type dyShare struct {
+	mu    sync.Mutex
+	key   uintptr // the dY data it was gathered from
+	first any     // the op that gathered it
+	a     nhwc
+	uses  int
+}
+
+func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nhwc {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.a.data != nil && sh.key == addr(dy) && sh.uses == 1 && sh.first != user {
+		sh.uses++
+		return &sh.a
+	}
+	if sh.a.data != nil { // left over from a run where only one of the ops ran
+		ws.put(sh.a.data)
+	}
+	sh.a = c.gradLayout()
+	sh.a.data = ws.get(c.n * sh.a.rows * sh.a.cols * sh.a.cp)
+	gatherAll(ws, &sh.a, dy, c.n, c.cout, c.ho, c.wo)
+	sh.key, sh.first, sh.uses = addr(dy), user, 1
+	return &sh.a
+}
+
+func (sh *dyShare) release(ws *Workspace) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.uses >= 2 && sh.a.data != nil {
+		ws.put(sh.a.data)
+		sh.a.data, sh.first = nil, nil
+	}
 }
