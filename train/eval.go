@@ -9,6 +9,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/metrics"
 )
 
@@ -55,6 +56,7 @@ func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
 		if err != nil {
 			return nil, err
 		}
+		ops.PlanMemory(gr.G)
 		eg = &evalGraph{gr: gr, vm: G.NewTapeMachine(gr.G)}
 		if len(e.order) == maxEvalGraphs {
 			old := e.order[0]

@@ -19,6 +19,7 @@ import (
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/report"
 )
@@ -51,6 +52,7 @@ type Trainer struct {
 	graph   *graphs.Graph
 	vm      G.VM
 	loss    *G.Node
+	grads   G.Nodes // gradient nodes, in the order of params
 	labelsT *tensor.Dense
 	params  []Param
 	optim   Optimizer
@@ -320,11 +322,14 @@ func (t *Trainer) buildTrainGraph() error {
 	if t.loss, err = losses.Build(gr.Logits, labels, cfg.Loss); err != nil {
 		return err
 	}
-	if _, err := G.Grad(t.loss, gr.Params...); err != nil {
+	if t.grads, err = G.Grad(t.loss, gr.Params...); err != nil {
 		return fmt.Errorf("train: gradients: %w", err)
 	}
 	t.graph = gr
-	t.vm = G.NewTapeMachine(gr.G, G.BindDualValues(gr.Params...))
+	// Activations are pooled by the memory plan; the gradient nodes' own outputs are the
+	// gradients (no BindDualValues, which would add each into a second buffer every step).
+	ops.PlanMemory(gr.G)
+	t.vm = G.NewTapeMachine(gr.G)
 	for _, p := range t.model.Trainable() {
 		t.params = append(t.params, Param{Name: p.Name, Data: p.Data, NoDecay: cfg.NoDecayBiasBN && p.NoDecay})
 	}
@@ -350,21 +355,15 @@ func (t *Trainer) step(b *data.Batch) (float64, error) {
 	if math.IsNaN(terms.Total) || math.IsInf(terms.Total, 0) {
 		return terms.Total, ErrNonFinite
 	}
-	grads := make([]*tensor.Dense, len(t.params))
-	for i, n := range t.graph.Params {
-		gv, err := n.Grad()
-		if err != nil {
-			return 0, fmt.Errorf("train: gradient of %s: %w", t.params[i].Name, err)
+	for i, n := range t.grads {
+		gv := n.Value()
+		if gv == nil {
+			return 0, fmt.Errorf("train: gradient of %s was not computed", t.params[i].Name)
 		}
-		grads[i] = gv.(*tensor.Dense)
-		t.params[i].Grad = grads[i].Data().([]float32)
+		t.params[i].Grad = gv.Data().([]float32)
 	}
 	if err := t.optim.Step(t.params, t.sched.LR(t.globalStep)); err != nil {
 		return 0, err
-	}
-	// Gorgonia accumulates into the bound gradients; start the next step from zero.
-	for _, g := range grads {
-		clear(g.Data().([]float32))
 	}
 	return terms.Total, nil
 }
