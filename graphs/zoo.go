@@ -2,6 +2,7 @@ package graphs
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/vggo/vggo/graphs/ops"
 )
@@ -17,6 +18,10 @@ var (
 	vgg16 = []Block{{2, 64}, {2, 128}, {3, 256}, {3, 512}, {3, 512}} // D
 	vgg19 = []Block{{2, 64}, {2, 128}, {4, 256}, {4, 512}, {4, 512}} // E
 )
+
+// VGG19 returns configuration E, the encoder of vgg19-unet; torchvision's vgg19 numbers
+// its modules from it (conv, relu per convolution, a pool per block).
+func VGG19() []Block { return slices.Clone(vgg19) }
 
 // fcWidth is the hidden width of the classifiers' fully connected layers.
 const fcWidth = 4096

@@ -19,8 +19,8 @@ type progress interface {
 	finish(line string)
 }
 
-// isTerminal tells whether w is a terminal.
-func isTerminal(w io.Writer) bool {
+// IsTerminal tells whether w is a terminal (progress bars) rather than a file or pipe.
+func IsTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
 }

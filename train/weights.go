@@ -115,20 +115,21 @@ func OpenModel(path string) (*graphs.Model, *checkpoints.File, error) {
 }
 
 // OpenModelAs builds the model cfg and loads weights from any safetensors file holding
-// exactly its parameter names (a vggo export, or weights converted from PyTorch).
-func OpenModelAs(path string, cfg graphs.Config) (*graphs.Model, error) {
+// exactly its parameter names (a vggo export, or weights converted from PyTorch). It
+// returns the file too, for the caller's metadata.
+func OpenModelAs(path string, cfg graphs.Config) (*graphs.Model, *checkpoints.File, error) {
 	f, err := checkpoints.Load(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := graphs.New(cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := LoadWeights(m, f, path); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return m, nil
+	return m, f, nil
 }
 
 // PretrainedReport says what LoadPretrained did with each tensor of the file.
@@ -213,8 +214,8 @@ func pretrainedMap(m *graphs.Model) map[string]string {
 	case "vgg19-unet":
 		// torchvision vgg19 features: conv, relu pairs, a pool after each block.
 		i := 0
-		for b, convs := range []int{2, 2, 4, 4, 4} {
-			for c := 0; c < convs; c++ {
+		for b, blk := range graphs.VGG19() {
+			for c := 0; c < blk.Convs; c++ {
 				for _, s := range []string{"weight", "bias"} {
 					out[fmt.Sprintf("features.%d.%s", i, s)] = fmt.Sprintf("b%d.%d.%s", b+1, 2*c, s)
 				}

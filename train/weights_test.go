@@ -90,7 +90,7 @@ func TestLoadWeightsMismatch(t *testing.T) {
 		{graphs.Config{Arch: "vgg19-unet", Mult: 0.25, Classes: 5}, "b1.0.weight"},
 	}
 	for _, tt := range tests {
-		_, err := OpenModelAs(path, tt.cfg)
+		_, _, err := OpenModelAs(path, tt.cfg)
 		var me *checkpoints.MismatchError
 		if !errors.As(err, &me) || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), path) {
 			t.Errorf("%+v: got %v, want a mismatch naming %s", tt.cfg, err, tt.want)

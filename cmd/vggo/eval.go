@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/train"
@@ -52,11 +51,10 @@ func (mf *modelFlags) load(path string) (*graphs.Model, []string, error) {
 		}
 		cfg.InputH, cfg.InputW = h, w
 	}
-	m, err := train.OpenModelAs(path, cfg)
+	m, f, err := train.OpenModelAs(path, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	f, _ := checkpoints.Load(path)
 	return m, train.ClassNames(f, m.Config.Classes), nil
 }
 
@@ -125,7 +123,7 @@ Examples:
 		ev := train.NewEvaluator(m)
 		defer ev.Close()
 		var bar func(done, total int)
-		if isTTY(e.stderr) {
+		if train.IsTerminal(e.stderr) {
 			bar = func(done, total int) { fmt.Fprintf(e.stderr, "\revaluating %d/%d", done, total) }
 		}
 		res, err := train.Evaluate(ctx, ev, l, names, bar)

@@ -104,7 +104,7 @@ Examples:
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		opts := train.Options{Log: e.stderr, Terminal: isTTY(e.stderr)}
+		opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr)}
 
 		if *resume != "" {
 			for name := range set {
@@ -307,13 +307,4 @@ func openDataset(root, kind, split, maskDir string, classes int) (ds data.Datase
 		return nil, fmt.Errorf("%w\n%s", err, layout)
 	}
 	return ds, err
-}
-
-func isTTY(w any) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
