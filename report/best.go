@@ -54,7 +54,7 @@ func WriteBest(path string, b Best) error {
 		return fmt.Errorf("report: write %s: %w", path, err)
 	}
 	data = append(data, '\n')
-	err = writeFileAtomic(path, func(w io.Writer) error {
+	err = WriteFileAtomic(path, func(w io.Writer) error {
 		_, err := w.Write(data)
 		return err
 	})

@@ -527,7 +527,7 @@ func savePNG(p *plot.Plot, w, h vg.Length, path string) error {
 	if err := drawPlot(p, c); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, func(w io.Writer) error {
+	return WriteFileAtomic(path, func(w io.Writer) error {
 		_, err := vgimg.PngCanvas{Canvas: c}.WriteTo(w)
 		return err
 	})

@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 )
 
-// writeFileAtomic writes path through a temporary file in the same
-// directory: write, sync, rename. On failure the temporary file is removed
-// and path is left as it was.
-func writeFileAtomic(path string, write func(io.Writer) error) (err error) {
+// WriteFileAtomic writes path through a temporary file in the same
+// directory: write, sync, rename, sync the directory. On failure the temporary
+// file is removed and path is left as it was.
+func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {

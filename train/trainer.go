@@ -107,7 +107,7 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Out, ConfigFile), b); err != nil {
+	if err := writeConfig(cfg.Out, b); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -156,7 +156,7 @@ func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), b); err != nil {
+	if err := writeConfig(dir, b); err != nil {
 		return nil, err
 	}
 	return t, nil
@@ -612,25 +612,10 @@ func (t *Trainer) restore(f *checkpoints.File, path string) error {
 	return nil
 }
 
-// writeFileAtomic writes b to path through a temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("train: write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("train: write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("train: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("train: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
+// writeConfig writes RUNDIR/config.json atomically.
+func writeConfig(dir string, b []byte) error {
+	path := filepath.Join(dir, ConfigFile)
+	if err := report.WriteFileAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err }); err != nil {
 		return fmt.Errorf("train: write %s: %w", path, err)
 	}
 	return nil
