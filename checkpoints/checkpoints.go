@@ -501,6 +501,22 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decode(fh, h, path)
+}
+
+// LoadBytes is Load for a file already in memory (b, read from path: the name used in
+// errors), with the same checks.
+func LoadBytes(b []byte, path string) (*File, error) {
+	r := bytes.NewReader(b)
+	h, err := parseHeader(r, int64(len(b)), path)
+	if err != nil {
+		return nil, err
+	}
+	return decode(r, h, path)
+}
+
+// decode reads and checks the tensors that h describes from ra.
+func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
 	for _, e := range h.entries {
 		if !e.dtype.supported() {
 			return nil, &FormatError{Path: path, Reason: fmt.Sprintf("tensor %q has dtype %s, which vggo does not read (convert it to float32 before saving, e.g. tensor.float() in PyTorch)", e.name, e.dtype)}
@@ -512,7 +528,7 @@ func Load(path string) (*File, error) {
 	}
 
 	f := &File{Tensors: make([]Tensor, len(h.entries)), Metadata: h.metadata}
-	r := bufio.NewReaderSize(io.NewSectionReader(fh, h.dataStart, int64(h.dataLen)), 1<<20)
+	r := bufio.NewReaderSize(io.NewSectionReader(ra, h.dataStart, int64(h.dataLen)), 1<<20)
 	var sum uint32
 	var scratch []byte
 	for i, e := range h.entries {

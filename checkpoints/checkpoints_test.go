@@ -98,6 +98,12 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	equalFiles(t, got, f)
+	raw, _ := os.ReadFile(path)
+	fromBytes, err := LoadBytes(raw, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalFiles(t, fromBytes, f)
 	if got.Metadata[MetaFormat] != FormatName || got.Metadata[MetaFormatVersion] != "1" || !strings.HasPrefix(got.Metadata[MetaChecksum], "crc32c:") {
 		t.Errorf("format metadata: got %v", got.Metadata)
 	}
@@ -294,6 +300,10 @@ func TestLoadTruncated(t *testing.T) {
 		var fe *FormatError
 		if !errors.As(err, &fe) || !errors.Is(err, ErrTruncated) || fe.Path != p {
 			t.Errorf("cut at %d of %d: got %v, want a *FormatError wrapping ErrTruncated naming the file", cut, len(raw), err)
+		}
+		_, err = LoadBytes(raw[:cut], "rank0:x.safetensors")
+		if !errors.As(err, &fe) || !errors.Is(err, ErrTruncated) || fe.Path != "rank0:x.safetensors" {
+			t.Errorf("LoadBytes, cut at %d of %d: got %v, want a *FormatError wrapping ErrTruncated naming the file", cut, len(raw), err)
 		}
 	}
 }

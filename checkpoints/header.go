@@ -55,20 +55,25 @@ type header struct {
 
 // readHeader parses and validates the header of the safetensors file open as fh.
 func readHeader(fh *os.File, path string) (*header, error) {
+	st, err := fh.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("checkpoints: %w", err)
+	}
+	if st.IsDir() {
+		return nil, &FormatError{Path: path, Reason: "is a directory, not a safetensors file"}
+	}
+	return parseHeader(fh, st.Size(), path)
+}
+
+// parseHeader parses and validates the header of the size-byte safetensors file in r.
+func parseHeader(ra io.ReaderAt, size int64, path string) (*header, error) {
+	fh := io.NewSectionReader(ra, 0, size)
 	bad := func(format string, args ...any) error {
 		return &FormatError{Path: path, Reason: fmt.Sprintf(format, args...)}
 	}
 	truncated := func(format string, args ...any) error {
 		return &FormatError{Path: path, Reason: fmt.Sprintf(format, args...), Err: ErrTruncated}
 	}
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("checkpoints: %w", err)
-	}
-	if st.IsDir() {
-		return nil, bad("is a directory, not a safetensors file")
-	}
-	size := st.Size()
 	if size < 8 {
 		return nil, truncated("file is %d bytes, shorter than the 8-byte length that starts a safetensors file (empty or cut short)", size)
 	}

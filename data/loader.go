@@ -17,6 +17,12 @@ type Config struct {
 	Seed      uint64 // shuffling and augmentation seed
 	Shuffle   bool   // a seeded permutation per epoch
 	DropLast  bool   // drop the last incomplete batch (training); keep it (evaluation)
+	// Shards > 1 splits every batch between the processes of a data-parallel run: the
+	// loader yields only part Shard (0-based) of each batch of BatchSize, the samples
+	// [Shard*BatchSize/Shards, (Shard+1)*BatchSize/Shards), so that the shards together
+	// are the batches of an unsharded loader with the same seed, augmentation included.
+	// BatchSize must be a multiple of Shards, and DropLast set.
+	Shard, Shards int
 }
 
 // Batch is one batch of network inputs. Its slices are owned by the Loader and
@@ -68,6 +74,17 @@ func NewLoader(ds Dataset, tf Transform, cfg Config) (*Loader, error) {
 	}
 	if cfg.Prefetch == 0 {
 		cfg.Prefetch = 2
+	}
+	if cfg.Shards == 0 {
+		cfg.Shards = 1
+	}
+	switch {
+	case cfg.Shards < 0 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards:
+		return nil, fmt.Errorf("data: loader: shard %d of %d: want 0 <= shard < shards", cfg.Shard, cfg.Shards)
+	case cfg.Shards > 1 && cfg.BatchSize%cfg.Shards != 0:
+		return nil, fmt.Errorf("data: loader: batch size %d is not a multiple of the %d shards", cfg.BatchSize, cfg.Shards)
+	case cfg.Shards > 1 && !cfg.DropLast:
+		return nil, fmt.Errorf("data: loader: sharded batches need DropLast (an incomplete last batch cannot be split evenly)")
 	}
 	if cfg.DropLast && ds.Len() < cfg.BatchSize {
 		return nil, fmt.Errorf("data: loader: %d samples make no full batch of %d (lower the batch size, or keep the last batch)", ds.Len(), cfg.BatchSize)
@@ -147,7 +164,7 @@ func (l *Loader) Epoch(ctx context.Context, epoch, startStep int) iter.Seq2[*Bat
 		for _, b := range l.takeBuffers(nbuf) {
 			free <- b
 		}
-		jobs := make(chan job, l.cfg.BatchSize*nbuf)
+		jobs := make(chan job, l.cfg.BatchSize/l.cfg.Shards*nbuf)
 		ready := make(chan *pending, nbuf)
 		var dispatched atomic.Bool // the producer dispatched every batch
 		defer func() {
@@ -250,6 +267,10 @@ func (l *Loader) Epoch(ctx context.Context, epoch, startStep int) iter.Seq2[*Bat
 func (l *Loader) start(buf *batchBuf, order []int, epoch, s int) *pending {
 	b := l.cfg.BatchSize
 	idx := order[s*b : min((s+1)*b, len(order))]
+	if k := l.cfg.Shards; k > 1 {
+		per := b / k
+		idx = idx[l.cfg.Shard*per : (l.cfg.Shard+1)*per]
+	}
 	n := len(idx)
 	buf.Epoch, buf.Step, buf.N = epoch, s, n
 	buf.Indices = append(buf.Indices[:0], idx...)

@@ -107,6 +107,42 @@ func TestLoaderResume(t *testing.T) {
 	}
 }
 
+// TestLoaderShards: the shards of a data-parallel run, concatenated, are the batches of
+// one unsharded loader (the same samples, augmentation and order), from any start step.
+func TestLoaderShards(t *testing.T) {
+	ds := &memDataset{task: Segmentation, n: 26}
+	cfg := Config{BatchSize: 6, Workers: 2, Seed: 5, Shuffle: true, DropLast: true}
+	full := collect(t, newLoader(t, ds, trainTF, cfg), 1, 1)
+	for _, k := range []int{2, 3} {
+		parts := make([][]Batch, k)
+		for r := range k {
+			c := cfg
+			c.Shard, c.Shards = r, k
+			parts[r] = collect(t, newLoader(t, ds, trainTF, c), 1, 1)
+		}
+		if len(parts[0]) != len(full) {
+			t.Fatalf("%d shards: %d batches, want %d", k, len(parts[0]), len(full))
+		}
+		for s, want := range full {
+			var got Batch
+			for r := range k {
+				p := parts[r][s]
+				if p.N != 6/k || p.Step != want.Step {
+					t.Fatalf("%d shards, shard %d step %d: N %d step %d", k, r, s, p.N, p.Step)
+				}
+				got.Images = append(got.Images, p.Images...)
+				got.Labels = append(got.Labels, p.Labels...)
+				got.IDs = append(got.IDs, p.IDs...)
+				got.Indices = append(got.Indices, p.Indices...)
+			}
+			if !reflect.DeepEqual(got.Images, want.Images) || !reflect.DeepEqual(got.Labels, want.Labels) ||
+				!reflect.DeepEqual(got.IDs, want.IDs) || !reflect.DeepEqual(got.Indices, want.Indices) {
+				t.Fatalf("%d shards, step %d: the shards together differ from the unsharded batch", k, s)
+			}
+		}
+	}
+}
+
 // TestLoaderOrder: each epoch visits every sample once (minus the dropped tail).
 func TestLoaderOrder(t *testing.T) {
 	ds := &memDataset{task: Classification, n: 10}
@@ -212,6 +248,9 @@ func TestLoaderConfigErrors(t *testing.T) {
 		{Config{BatchSize: 4, DropLast: true}, trainTF, "no full batch"},
 		{Config{BatchSize: 1, Workers: -1}, trainTF, "workers -1"},
 		{Config{BatchSize: 1}, Transform{Train: true}, "needs CropH"},
+		{Config{BatchSize: 3, DropLast: true, Shards: 2}, trainTF, "not a multiple of the 2 shards"},
+		{Config{BatchSize: 2, DropLast: true, Shard: 2, Shards: 2}, trainTF, "shard 2 of 2"},
+		{Config{BatchSize: 2, Shards: 2}, trainTF, "need DropLast"},
 	} {
 		if _, err := NewLoader(ds, tc.tf, tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.cfg, err, tc.want)

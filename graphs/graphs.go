@@ -298,6 +298,24 @@ func (m *Model) SetStep(step uint64) {
 	}
 }
 
+// SetSample sets the index, in the step's whole batch, of the first sample the next run
+// sees: a step split into micro-batches (gradient accumulation) or between the ranks of a
+// data-parallel run then draws the dropout masks of the unsplit batch.
+func (m *Model) SetSample(sample uint64) {
+	for _, d := range m.drop {
+		d.Sample = sample
+	}
+}
+
+// SetBatchNormSync makes every batch norm layer normalise training batches with the
+// statistics of all ranks of a data-parallel run (SyncBatchNorm); nil restores local
+// statistics.
+func (m *Model) SetBatchNormSync(r ops.StatReducer) {
+	for _, st := range m.bn {
+		st.Sync = r
+	}
+}
+
 // Counts returns the parameter counts the Keras way: total, trainable, non-trainable
 // (batch-norm running statistics).
 func (m *Model) Counts() (total, trainable, nonTrainable int) {

@@ -31,10 +31,16 @@ type DataConfig struct {
 // Config is everything that defines a run. It is saved as RUNDIR/config.json and in every
 // checkpoint, so that a run can be rebuilt and resumed from either.
 type Config struct {
-	Model     graphs.Config   `json:"model"`
-	Data      DataConfig      `json:"data"`
-	Epochs    int             `json:"epochs"`
-	Batch     int             `json:"batch"`
+	Model  graphs.Config `json:"model"`
+	Data   DataConfig    `json:"data"`
+	Epochs int           `json:"epochs"`
+	Batch  int           `json:"batch"` // the global batch of one optimizer step
+	// Accum splits every step into this many micro-batches whose gradients are summed
+	// (gradient accumulation; 0 or 1: none). With R data-parallel ranks, a forward pass
+	// sees Batch/(R·Accum) samples.
+	Accum int `json:"accum,omitempty"`
+	// SyncBN normalises with the statistics of the whole global batch across ranks.
+	SyncBN    bool            `json:"sync_bn,omitempty"`
 	EvalBatch int             `json:"eval_batch"`
 	CropH     int             `json:"crop_h"`
 	CropW     int             `json:"crop_w"`
@@ -62,6 +68,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Batch < 1 {
 		errs = append(errs, fmt.Sprintf("batch %d < 1", c.Batch))
+	}
+	if c.Accum < 0 {
+		errs = append(errs, fmt.Sprintf("accum %d < 0", c.Accum))
 	}
 	if c.Out == "" {
 		errs = append(errs, "no output directory (--out)")

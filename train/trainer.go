@@ -18,6 +18,7 @@ import (
 
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/data"
+	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/losses"
@@ -34,6 +35,9 @@ type Options struct {
 	// AfterStep, when set, is called after every optimizer step with the epoch and the
 	// number of steps done in it; tests use it to interrupt a run at a chosen step.
 	AfterStep func(epoch, epochStep int)
+	// Comm connects the ranks of a data-parallel run (see parallel.go); nil is a world
+	// of one. Only rank 0 writes the run directory and logs.
+	Comm distributed.Comm
 }
 
 // ErrNonFinite is returned when the training loss becomes NaN or infinite.
@@ -43,8 +47,10 @@ var ErrNonFinite = errors.New("non-finite loss")
 type Trainer struct {
 	cfg   Config
 	opt   Options
+	comm  distributed.Comm
 	model *graphs.Model
 	names []string
+	micro int // samples per forward pass: Batch / (ranks × Accum)
 
 	trainLoader, valLoader *data.Loader
 	steps                  int // optimizer steps per epoch
@@ -58,7 +64,11 @@ type Trainer struct {
 	optim   Optimizer
 	sched   Schedule
 	eval    *Evaluator
-	ckpt    *checkpoints.Manager
+	ckpt    *checkpoints.Manager // rank 0 only
+	bucket  *gradBucket          // when a step has several micro-batches (ranks × Accum > 1)
+	hasVal  bool                 // a validation split is configured (valLoader may be nil on some ranks)
+
+	allreduceSeconds float64
 
 	// Progress, saved in every checkpoint.
 	epoch, epochStep, globalStep int
@@ -86,31 +96,69 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(cfg.Out, checkpoints.LastName)); err == nil {
-		return nil, fmt.Errorf("train: %s already holds a run (last.safetensors); resume it with --resume %s or choose another --out", cfg.Out, cfg.Out)
+	t := &Trainer{cfg: cfg, opt: opt, comm: opt.world(), bestValue: math.Inf(-1), bestEpoch: -1}
+	var err error
+	if t.root() {
+		if _, err := os.Stat(filepath.Join(cfg.Out, checkpoints.LastName)); err == nil {
+			return nil, t.collective(fmt.Errorf("train: %s already holds a run (last.safetensors); resume it with --resume %s or choose another --out", cfg.Out, cfg.Out))
+		}
+		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+			return nil, t.collective(fmt.Errorf("train: create run directory: %w", err))
+		}
 	}
-	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-		return nil, fmt.Errorf("train: create run directory: %w", err)
-	}
-	t := &Trainer{cfg: cfg, opt: opt, bestValue: math.Inf(-1), bestEpoch: -1}
-	if err := t.setup(); err != nil {
+	if err := t.collective(nil); err != nil {
 		return nil, err
 	}
-	if cfg.Pretrained != "" {
-		rep, err := LoadPretrained(t.model, cfg.Pretrained)
+	if err := t.collective(t.setup()); err != nil {
+		return nil, err
+	}
+	if cfg.Pretrained != "" && t.root() {
+		var rep *PretrainedReport
+		if rep, err = LoadPretrained(t.model, cfg.Pretrained); err == nil {
+			rep.Print(t.log(), cfg.Pretrained)
+		}
+	}
+	if err := t.collective(err); err != nil {
+		return nil, err
+	}
+	// Every rank starts from rank 0's weights (seeded initialisation gives the same ones
+	// anyway; a pretrained file need only be on rank 0's machine).
+	if err := t.broadcastModel(); err != nil {
+		return nil, err
+	}
+	if t.root() {
+		b, err := t.cfg.MarshalIndent()
 		if err != nil {
 			return nil, err
 		}
-		rep.Print(t.log(), cfg.Pretrained)
-	}
-	b, err := t.cfg.MarshalIndent()
-	if err != nil {
-		return nil, err
-	}
-	if err := writeConfig(cfg.Out, b); err != nil {
-		return nil, err
+		if err := writeConfig(cfg.Out, b); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
+}
+
+func (o Options) world() distributed.Comm {
+	if o.Comm == nil {
+		return distributed.Single()
+	}
+	return o.Comm
+}
+
+// collective returns err on the rank that had it and an error on every other rank when
+// any rank had one, so that a failure on one rank does not leave the others waiting in
+// a collective call.
+func (t *Trainer) collective(err error) error {
+	failed, aerr := t.anyRank(err != nil)
+	switch {
+	case err != nil:
+		return err
+	case aerr != nil:
+		return aerr
+	case failed:
+		return fmt.Errorf("train: another rank failed (rank 0's output has its error)")
+	}
+	return nil
 }
 
 // Overrides are what a resumed run may change: the total number of epochs (the schedule
@@ -118,13 +166,16 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 // the batches). Zero keeps the saved value.
 type Overrides struct {
 	Epochs, Workers int
+	// Accum changes the number of micro-batches per step (the global batch stays).
+	Accum int
 }
 
 // Resume continues the run in dir from its last checkpoint.
 func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	epochs := ov.Epochs
 	path := filepath.Join(dir, checkpoints.LastName)
-	f, err := checkpoints.Load(path)
+	comm := opt.world()
+	f, err := loadShared(comm, path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("train: nothing to resume in %s: no %s", dir, checkpoints.LastName)
@@ -142,8 +193,11 @@ func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	if ov.Workers > 0 {
 		cfg.Data.Workers = ov.Workers
 	}
-	t := &Trainer{cfg: cfg, opt: opt}
-	if err := t.setup(); err != nil {
+	if ov.Accum > 0 {
+		cfg.Accum = ov.Accum
+	}
+	t := &Trainer{cfg: cfg, opt: opt, comm: comm}
+	if err := t.collective(t.setup()); err != nil {
 		return nil, err
 	}
 	if err := t.restore(f, path); err != nil {
@@ -152,18 +206,20 @@ func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	if t.epoch >= cfg.Epochs && epochs == 0 {
 		return nil, fmt.Errorf("train: the run in %s has finished its %d epochs; give --epochs N (N > %d) to train further", dir, cfg.Epochs, t.epoch)
 	}
-	b, err := t.cfg.MarshalIndent()
-	if err != nil {
-		return nil, err
-	}
-	if err := writeConfig(dir, b); err != nil {
-		return nil, err
+	if t.root() {
+		b, err := t.cfg.MarshalIndent()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeConfig(dir, b); err != nil {
+			return nil, err
+		}
 	}
 	return t, nil
 }
 
 func (t *Trainer) log() io.Writer {
-	if t.opt.Log == nil {
+	if t.opt.Log == nil || !t.root() {
 		return io.Discard
 	}
 	return t.opt.Log
@@ -218,10 +274,16 @@ func (t *Trainer) setup() error {
 		return err
 	}
 
+	ranks, accum := t.comm.Size(), max(cfg.Accum, 1)
+	if cfg.Batch%(ranks*accum) != 0 {
+		return fmt.Errorf("train: --batch %d does not split into %d equal micro-batches (%d ranks x --accum %d): use a multiple of %d", cfg.Batch, ranks*accum, ranks, accum, ranks*accum)
+	}
+	t.micro = cfg.Batch / (ranks * accum)
 	aug, _ := data.ParseAugment(cfg.Data.Augment)
 	t.trainLoader, err = data.NewLoader(trainDS,
 		data.Transform{Train: true, Augment: aug, CropH: cfg.CropH, CropW: cfg.CropW},
-		data.Config{BatchSize: cfg.Batch, Workers: cfg.Data.Workers, Seed: cfg.Seed, Shuffle: true, DropLast: true})
+		data.Config{BatchSize: cfg.Batch, Workers: cfg.Data.Workers, Seed: cfg.Seed, Shuffle: true, DropLast: true,
+			Shard: t.comm.Rank(), Shards: ranks})
 	if err != nil {
 		return err
 	}
@@ -229,7 +291,15 @@ func (t *Trainer) setup() error {
 	if t.steps == 0 {
 		return fmt.Errorf("train: the %s split has %d samples, fewer than one batch of %d", cfg.Data.TrainSplit, trainDS.Len(), cfg.Batch)
 	}
-	if valDS != nil {
+	t.hasVal = valDS != nil
+	if valDS != nil && ranks > 1 { // each rank scores every ranks-th image
+		var mine []int
+		for i := t.comm.Rank(); i < valDS.Len(); i += ranks {
+			mine = append(mine, i)
+		}
+		valDS = data.Subset(valDS, mine)
+	}
+	if valDS != nil && valDS.Len() > 0 {
 		t.valLoader, err = data.NewLoader(valDS,
 			data.Transform{Stride: info.Stride, CropH: cfg.CropH, CropW: cfg.CropW},
 			data.Config{BatchSize: cfg.EvalBatch, Workers: cfg.Data.Workers, Seed: cfg.Seed})
@@ -255,11 +325,22 @@ func (t *Trainer) setup() error {
 	if t.optim, err = NewOptimizer(cfg.Optimizer); err != nil {
 		return err
 	}
-	if t.ckpt, err = checkpoints.NewManager(cfg.Out, cfg.Keep); err != nil {
-		return err
+	if t.root() {
+		if t.ckpt, err = checkpoints.NewManager(cfg.Out, cfg.Keep); err != nil {
+			return err
+		}
+	}
+	if cfg.SyncBN && ranks > 1 {
+		t.model.SetBatchNormSync(t.comm)
 	}
 	t.eval = NewEvaluator(t.model)
-	return t.buildTrainGraph()
+	if err := t.buildTrainGraph(); err != nil {
+		return err
+	}
+	if ranks*accum > 1 {
+		t.bucket = newGradBucket(t.model, t.params)
+	}
+	return nil
 }
 
 func kindName(t data.Task) string {
@@ -309,13 +390,13 @@ func openData(cfg *Config) (train, val data.Dataset, err error) {
 // gradients with respect to every trainable parameter.
 func (t *Trainer) buildTrainGraph() error {
 	cfg := t.cfg
-	gr, err := t.model.Build(cfg.Batch, cfg.CropH, cfg.CropW, graphs.Train)
+	gr, err := t.model.Build(t.micro, cfg.CropH, cfg.CropW, graphs.Train)
 	if err != nil {
 		return err
 	}
-	shape := []int{cfg.Batch}
+	shape := []int{t.micro}
 	if t.model.Info.Task == graphs.Segmentation {
-		shape = []int{cfg.Batch, cfg.CropH, cfg.CropW}
+		shape = []int{t.micro, cfg.CropH, cfg.CropW}
 	}
 	t.labelsT = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))
 	labels := G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...), G.WithValue(t.labelsT), G.WithName("labels"))
@@ -336,37 +417,88 @@ func (t *Trainer) buildTrainGraph() error {
 	return nil
 }
 
-// step runs one forward and backward pass on b and one optimizer step; it returns the loss.
+// step runs one optimizer step on b (this rank's share of the global batch): a forward
+// and backward pass per micro-batch, the gradients summed over micro-batches and ranks,
+// one optimizer step. It returns the loss: the mean of the micro-batches' mean losses
+// over every rank.
 func (t *Trainer) step(b *data.Batch) (float64, error) {
-	copy(t.graph.InputT.Data().([]float32), b.Images)
-	copy(t.labelsT.Data().([]int), b.Labels)
-	t.model.SetStep(uint64(t.globalStep))
-	t.vm.Reset()
-	if err := t.vm.RunAll(); err != nil {
-		if le, ok := losses.AsLabelError(err); ok {
-			return 0, fmt.Errorf("train: batch %v: %v", b.IDs, le)
+	in, lab := t.graph.InputT.Data().([]float32), t.labelsT.Data().([]int)
+	accum := max(t.cfg.Accum, 1)
+	parts := accum * t.comm.Size()
+	if b.N != t.micro*accum || len(b.Images) != len(in)*accum || len(b.Labels) != len(lab)*accum {
+		return 0, fmt.Errorf("train: step %d: batch of %d samples, want %d", t.globalStep, b.N, t.micro*accum)
+	}
+	if t.bucket != nil {
+		t.bucket.saveStats()
+	}
+	var loss float64
+	first := uint64(t.comm.Rank() * (t.cfg.Batch / t.comm.Size())) // this rank's first sample
+	for k := range accum {
+		copy(in, b.Images[k*len(in):])
+		copy(lab, b.Labels[k*len(lab):])
+		t.model.SetStep(uint64(t.globalStep))
+		t.model.SetSample(first + uint64(k*t.micro))
+		t.vm.Reset()
+		if err := t.vm.RunAll(); err != nil {
+			ids := b.IDs[k*t.micro : (k+1)*t.micro]
+			if le, ok := losses.AsLabelError(err); ok {
+				return 0, fmt.Errorf("train: batch %v: %v", ids, le)
+			}
+			return 0, fmt.Errorf("train: step %d: %w", t.globalStep, err)
 		}
-		return 0, fmt.Errorf("train: step %d: %w", t.globalStep, err)
-	}
-	terms, err := losses.LastTerms(t.loss)
-	if err != nil {
-		return 0, err
-	}
-	if math.IsNaN(terms.Total) || math.IsInf(terms.Total, 0) {
-		return terms.Total, ErrNonFinite
-	}
-	for i, n := range t.grads {
-		gv := n.Value()
-		if gv == nil {
-			return 0, fmt.Errorf("train: gradient of %s was not computed", t.params[i].Name)
+		terms, err := losses.LastTerms(t.loss)
+		if err != nil {
+			return 0, err
 		}
-		t.params[i].Grad = gv.Data().([]float32)
+		loss += terms.Total
+		for i, n := range t.grads {
+			gv := n.Value()
+			if gv == nil {
+				return 0, fmt.Errorf("train: gradient of %s was not computed", t.params[i].Name)
+			}
+			t.params[i].Grad = gv.Data().([]float32)
+		}
+		if t.bucket != nil {
+			t.bucket.addGrads(k, t.params)
+			t.bucket.addStats(k)
+		}
+	}
+	if t.comm.Size() > 1 {
+		l := []float64{loss}
+		if err := t.comm.AllreduceF64(l); err != nil {
+			return 0, fmt.Errorf("train: step %d: sum the loss over ranks: %w", t.globalStep, err)
+		}
+		loss = l[0]
+	}
+	if parts > 1 {
+		loss /= float64(parts)
+	}
+	if !finite(loss) { // (with a bucket, the running statistics are still the step's start)
+		return loss, ErrNonFinite
+	}
+	if t.bucket != nil {
+		// One allreduce of every gradient and running statistic (a fusion buffer, as
+		// Horovod's), then the mean over micro-batches and ranks.
+		if t.comm.Size() > 1 {
+			start := time.Now()
+			if err := t.comm.AllreduceF32(t.bucket.buf); err != nil {
+				return 0, fmt.Errorf("train: step %d: allreduce gradients: %w", t.globalStep, err)
+			}
+			t.allreduceSeconds += time.Since(start).Seconds()
+		}
+		t.bucket.finish(parts)
+		for i := range t.params {
+			t.params[i].Grad = t.bucket.grads[i]
+		}
 	}
 	if err := t.optim.Step(t.params, t.sched.LR(t.globalStep)); err != nil {
 		return 0, err
 	}
-	return terms.Total, nil
+	return loss, nil
 }
+
+// AllreduceSeconds is the time this rank has spent in the gradient allreduce.
+func (t *Trainer) AllreduceSeconds() float64 { return t.allreduceSeconds }
 
 // Run trains until the configured number of epochs, evaluating every EvalEvery epochs and
 // at the end. When ctx is cancelled (SIGINT, SIGTERM) it finishes the current step, saves
@@ -382,6 +514,14 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	fmt.Fprintf(t.log(), "training %s (%d classes, width 1/%d) on %s: %d steps of %d per epoch, %d epochs, %s lr %g, %s schedule\n",
 		cfg.Model.Arch, cfg.Model.Classes, divisor(cfg.Model), cfg.Data.Root, t.steps, cfg.Batch, cfg.Epochs,
 		t.optim.Name(), cfg.Schedule.BaseLR, scheduleName(t.sched))
+	if parts := t.comm.Size() * max(cfg.Accum, 1); parts > 1 {
+		sync := ""
+		if cfg.SyncBN && t.comm.Size() > 1 {
+			sync = ", batch norm synchronised across ranks"
+		}
+		fmt.Fprintf(t.log(), "each step: %d rank(s) x %d micro-batch(es) of %d samples, gradients averaged%s\n",
+			t.comm.Size(), max(cfg.Accum, 1), t.micro, sync)
+	}
 	for t.epoch < cfg.Epochs {
 		epoch := t.epoch
 		start := time.Now()
@@ -395,7 +535,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			if err != nil {
 				if errors.Is(err, ErrNonFinite) {
 					return nil, fmt.Errorf("train: %w: the loss became %v at epoch %d step %d (global step %d); stopped without saving, so %s is the last good checkpoint; try a lower --lr or a warm-up",
-						ErrNonFinite, loss, epoch+1, t.epochStep+1, t.globalStep, t.ckpt.LastPath())
+						ErrNonFinite, loss, epoch+1, t.epochStep+1, t.globalStep, t.lastPath())
 				}
 				return nil, err
 			}
@@ -403,13 +543,16 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			t.lossCount++
 			t.globalStep++
 			t.epochStep++
-			images += b.N
+			images += cfg.Batch
 			elapsed := t.seconds + time.Since(start).Seconds()
 			bar.update(t.epochStep, fmt.Sprintf("loss %.4f  %.1f img/s", t.lossSum/float64(t.lossCount), float64(images)/time.Since(start).Seconds()))
 			if t.opt.AfterStep != nil {
 				t.opt.AfterStep(epoch, t.epochStep)
 			}
-			interrupted := ctx.Err() != nil
+			interrupted, err := t.anyRank(ctx.Err() != nil)
+			if err != nil {
+				return nil, err
+			}
 			if interrupted || cfg.SaveEvery > 0 && t.globalStep%cfg.SaveEvery == 0 {
 				t.seconds = elapsed
 				if err := t.saveLast(); err != nil {
@@ -419,7 +562,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 				images = 0
 			}
 			if interrupted {
-				bar.finish(fmt.Sprintf("interrupted at epoch %d step %d/%d; checkpoint saved to %s", epoch+1, t.epochStep, t.steps, t.ckpt.LastPath()))
+				bar.finish(fmt.Sprintf("interrupted at epoch %d step %d/%d; checkpoint saved to %s", epoch+1, t.epochStep, t.steps, t.lastPath()))
 				fmt.Fprintf(t.log(), "resume with: vggo train --resume %s\n", cfg.Out)
 				return nil, fmt.Errorf("train: interrupted: %w", context.Cause(ctx))
 			}
@@ -432,7 +575,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		t.epoch, t.epochStep, t.lossSum, t.lossCount, t.seconds = epoch+1, 0, 0, 0, 0
 
 		var ev *EvalResult
-		if t.valLoader != nil && (cfg.EvalEvery > 0 && (epoch+1)%cfg.EvalEvery == 0 || epoch+1 == cfg.Epochs) {
+		if t.hasVal && (cfg.EvalEvery > 0 && (epoch+1)%cfg.EvalEvery == 0 || epoch+1 == cfg.Epochs) {
 			var err error
 			if ev, err = t.evaluate(lctx); err != nil {
 				return nil, err
@@ -440,8 +583,10 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			res.LastEval = ev
 			fillRecord(&rec, ev)
 		}
-		if err := report.AppendRecord(filepath.Join(cfg.Out, report.MetricsFile), rec); err != nil {
-			return nil, err
+		if t.root() {
+			if err := report.AppendRecord(filepath.Join(cfg.Out, report.MetricsFile), rec); err != nil {
+				return nil, err
+			}
 		}
 		if ev != nil {
 			if err := t.considerBest(ev); err != nil {
@@ -451,17 +596,19 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if err := t.saveLast(); err != nil {
 			return nil, err
 		}
-		if cfg.Keep > 0 {
+		if cfg.Keep > 0 && t.root() {
 			if _, err := t.ckpt.SaveNumbered(t.checkpointFile(), t.epoch, t.globalStep); err != nil {
 				return nil, err
 			}
 		}
-		if ev != nil {
+		if ev != nil && t.root() {
 			if _, err := report.WriteCharts(cfg.Out); err != nil {
 				fmt.Fprintf(t.log(), "warning: charts: %v\n", err)
 			}
 		}
-		if ctx.Err() != nil {
+		if stop, err := t.anyRank(ctx.Err() != nil); err != nil {
+			return nil, err
+		} else if stop {
 			fmt.Fprintf(t.log(), "interrupted after epoch %d; resume with: vggo train --resume %s\n", t.epoch, cfg.Out)
 			return nil, fmt.Errorf("train: interrupted: %w", context.Cause(ctx))
 		}
@@ -483,17 +630,27 @@ func scheduleName(s Schedule) string {
 	return s.Kind
 }
 
-// evaluate scores the model on the validation split with a progress display.
+// evaluate scores the model on the validation split with a progress display; in a
+// data-parallel run each rank scores its share and the counts are merged.
 func (t *Trainer) evaluate(ctx context.Context) (*EvalResult, error) {
-	total := t.valLoader.Dataset().Len()
-	bar := newProgress(t.log(), t.opt.Terminal, total, "  eval")
-	var update func(done, total int)
-	if t.opt.Terminal {
-		update = func(done, total int) { bar.update(done, "") }
+	ev := emptyEval(t.model.Info.Task, len(t.names))
+	var bar progress
+	if t.valLoader != nil { // a rank's share may be empty when ranks outnumber images
+		bar = newProgress(t.log(), t.opt.Terminal, t.valLoader.Dataset().Len(), "  eval")
+		var update func(done, total int)
+		if t.opt.Terminal {
+			update = func(done, total int) { bar.update(done, "") }
+		}
+		var err error
+		if ev, err = Evaluate(ctx, t.eval, t.valLoader, t.names, update); err != nil {
+			return nil, err
+		}
 	}
-	ev, err := Evaluate(ctx, t.eval, t.valLoader, t.names, update)
-	if err != nil {
+	if err := reduceEval(t.comm, ev, t.names); err != nil {
 		return nil, err
+	}
+	if t.valLoader == nil {
+		return ev, nil
 	}
 	name, v := ev.Metric()
 	if ev.Task == graphs.Segmentation {
@@ -523,6 +680,9 @@ func (t *Trainer) considerBest(ev *EvalResult) error {
 		return nil
 	}
 	t.bestMetric, t.bestValue, t.bestEpoch = name, v, t.epoch
+	if !t.root() {
+		return nil
+	}
 	if err := t.ckpt.SaveBest(t.checkpointFile()); err != nil {
 		return err
 	}
@@ -569,8 +729,13 @@ func (t *Trainer) checkpointFile() *checkpoints.File {
 }
 
 func (t *Trainer) saveLast() error {
+	if !t.root() {
+		return nil
+	}
 	return t.ckpt.SaveLast(t.checkpointFile())
 }
+
+func (t *Trainer) lastPath() string { return filepath.Join(t.cfg.Out, checkpoints.LastName) }
 
 // restore loads weights, optimizer state and progress counters from a checkpoint.
 func (t *Trainer) restore(f *checkpoints.File, path string) error {

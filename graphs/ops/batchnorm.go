@@ -27,6 +27,20 @@ type BatchNormState struct {
 	RunningVar  []float32 // len C
 	Momentum    float64   // in (0, 1]; 0 means 0.1
 	Eps         float64   // > 0; 0 means 1e-5
+
+	// Sync, when set, makes training-mode runs normalise with the statistics of the
+	// whole batch across the ranks of a data-parallel run (PyTorch's SyncBatchNorm): the
+	// forward pass sums per-channel counts, sums and squared deviations over the ranks,
+	// the backward pass the per-channel sums of dy and dy·x̂. The gamma and beta gradients
+	// stay local (the trainer averages every gradient over the ranks). Every rank must run
+	// the same layers in the same order. Read at every run.
+	Sync StatReducer
+}
+
+// StatReducer sums float64 buffers over the ranks of a data-parallel run, in place, on
+// every rank (distributed.Comm is one).
+type StatReducer interface {
+	AllreduceF64(buf []float64) error
 }
 
 // NewBatchNormState returns the state of a fresh layer with c channels: running mean 0,
@@ -119,6 +133,8 @@ type bnOp struct {
 	planeA, planeB []float64 // len N*C scratch: per-plane reductions
 	scale, shift   []float32 // len C scratch: y = x*scale + shift
 	dgamma, dbeta  []float32 // len C, from the last backward run
+	count          float64   // values per channel the last run normalised over (all ranks)
+	syncBuf        []float64 // len C+1 scratch for Sync
 }
 
 func (op *bnOp) Arity() int { return 3 }
@@ -187,7 +203,16 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 		})
 		cnt := float64(n * hw)
 		m := op.momentum
+		op.count = cnt
+		if op.st.Sync != nil {
+			if err := op.syncStats(); err != nil {
+				return nil, fmt.Errorf("ops: %s: %w", name, err)
+			}
+		}
 		for ch := range c {
+			if op.st.Sync != nil {
+				break // syncStats did it
+			}
 			var mean float64
 			for i := range n {
 				mean += op.planeA[i*c+ch]
@@ -226,6 +251,55 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 	return t, nil
 }
 
+// syncStats sets mean, invstd and the running statistics from the per-plane means and
+// squared deviations of every rank: one allreduce of the counts and sums gives the global
+// mean, a second one of the squared deviations about it the global variance (Chan et
+// al.'s combination, as the local path, without the cancellation of Σx²-n·mean²).
+func (op *bnOp) syncStats() error {
+	n, c, hw := op.dims()
+	if op.syncBuf == nil {
+		op.syncBuf = make([]float64, c+1)
+	}
+	buf := op.syncBuf[:c+1]
+	for ch := range c {
+		var s float64
+		for i := range n {
+			s += op.planeA[i*c+ch]
+		}
+		buf[ch] = s * float64(hw)
+	}
+	buf[c] = op.count
+	if err := op.st.Sync.AllreduceF64(buf); err != nil {
+		return fmt.Errorf("synchronise batch statistics: %w", err)
+	}
+	cnt := buf[c]
+	op.count = cnt
+	for ch := range c {
+		op.mean[ch] = buf[ch] / cnt
+	}
+	buf = op.syncBuf[:c]
+	for ch := range c {
+		mean := op.mean[ch]
+		var m2 float64
+		for i := range n {
+			d := op.planeA[i*c+ch] - mean
+			m2 += op.planeB[i*c+ch] + float64(hw)*d*d
+		}
+		buf[ch] = m2
+	}
+	if err := op.st.Sync.AllreduceF64(buf); err != nil {
+		return fmt.Errorf("synchronise batch statistics: %w", err)
+	}
+	rm, rv, m := op.st.RunningMean, op.st.RunningVar, op.momentum
+	for ch := range c {
+		v := buf[ch] / cnt
+		op.invstd[ch] = 1 / math.Sqrt(v+op.eps)
+		rm[ch] = float32((1-m)*float64(rm[ch]) + m*op.mean[ch])
+		rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+	}
+	return nil
+}
+
 func (op *bnOp) DiffWRT(int) []bool { return []bool{true, true, true} }
 
 func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
@@ -261,6 +335,7 @@ type bnDiffOp struct {
 	fwd        *bnOp
 	buf        ownedBuf
 	k1, k2, k3 []float32 // len C: dx = k1*dy + k2*(x-mean) + k3
+	sums       []float64 // len 2C scratch: Σdy, Σdy·(x-mean) per channel
 	mean32     []float32
 }
 
@@ -323,15 +398,30 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 		}
 	})
 	cnt := float64(n * hw)
+	// sums: per channel Σdy, then Σdy·(x-mean); the gamma and beta gradients are this
+	// rank's, dx uses every rank's under Sync.
+	if op.sums == nil {
+		op.sums = make([]float64, 2*c)
+	}
+	sums := op.sums
 	for ch := range c {
 		var sdy, sdyx float64
 		for i := range n {
 			sdy += f.planeA[i*c+ch]
 			sdyx += f.planeB[i*c+ch]
 		}
+		sums[ch], sums[c+ch] = sdy, sdyx
+		f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
+	}
+	if f.training && f.st.Sync != nil {
+		if err := f.st.Sync.AllreduceF64(sums); err != nil {
+			return nil, fmt.Errorf("ops: %s: synchronise gradient sums: %w", name, err)
+		}
+		cnt = f.count
+	}
+	for ch := range c {
 		is := f.invstd[ch]
-		dbeta, dgamma := sdy, sdyx*is
-		f.dbeta[ch], f.dgamma[ch] = float32(dbeta), float32(dgamma)
+		dbeta, dgamma := sums[ch], sums[c+ch]*is
 		a := float64(gamma[ch]) * is
 		op.k1[ch], op.mean32[ch] = float32(a), float32(f.mean[ch])
 		if f.training {

@@ -13,12 +13,18 @@ import (
 // DropoutState identifies one dropout layer's masks. The mask of a training step is a pure
 // function of (Seed, Layer, Step, element index) — a counter-based hash, no RNG stream and
 // no clock — so a run is reproducible and a resumed run draws the masks it would have
-// drawn. The caller advances Step before each training step; the op reads Seed, Layer and
-// Step every time it runs.
+// drawn. The caller advances Step before each training step; the op reads Seed, Layer,
+// Step and Sample every time it runs.
+//
+// Sample is the index, within the step's whole batch, of the first sample this run sees:
+// element i of the run's input is element Sample·(elements per sample)+i of the step's
+// mask. A step split into micro-batches (gradient accumulation) or between the ranks of a
+// data-parallel run therefore draws the masks of the unsplit batch.
 type DropoutState struct {
-	Seed  uint64
-	Layer uint64
-	Step  uint64
+	Seed   uint64
+	Layer  uint64
+	Step   uint64
+	Sample uint64
 }
 
 // Dropout zeroes each element of x with probability p and scales the kept ones by
@@ -50,6 +56,7 @@ func Dropout(x *G.Node, p float64, st *DropoutState, training bool) (*G.Node, er
 // threshold and scale derived from p.
 type dropoutMask struct {
 	key    uint64  // from (seed, layer, step) of the forward run
+	off    int     // index in the step's mask of the run's first element
 	thresh uint64  // keep element i when hash(key, i) >> 11 < thresh (53-bit uniform)
 	scale  float32 // 1/(1-p)
 }
@@ -125,8 +132,9 @@ func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	op.mask = newDropoutMask(op.p)
 	op.mask.key = dropoutKey(op.st.Seed, op.st.Layer, op.st.Step)
+	op.mask.off = int(op.st.Sample) * (op.shape.TotalSize() / op.shape[0])
 	t, y := op.out.get(&op.opHooks, op.shape)
-	parallelBlocks(len(x), func(lo, hi int) { op.mask.apply(y[lo:hi], x[lo:hi], lo) })
+	parallelBlocks(len(x), func(lo, hi int) { op.mask.apply(y[lo:hi], x[lo:hi], op.mask.off+lo) })
 	return t, nil
 }
 
@@ -181,6 +189,6 @@ func (op *dropoutDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	t, dx := op.out.get(&op.opHooks, op.fwd.shape)
 	m := op.fwd.mask
-	parallelBlocks(len(dy), func(lo, hi int) { m.apply(dx[lo:hi], dy[lo:hi], lo) })
+	parallelBlocks(len(dy), func(lo, hi int) { m.apply(dx[lo:hi], dy[lo:hi], m.off+lo) })
 	return t, nil
 }

@@ -219,3 +219,22 @@ func TestDropoutErrors(t *testing.T) {
 	_, err := Dropout(x, 0.5, nil, true)
 	wantErr(t, err, "ops: dropout: nil *DropoutState in training mode")
 }
+
+// TestDropoutMicroBatches: a batch split into micro-batches at their Sample offsets draws
+// the masks of the whole batch, so gradient accumulation and data-parallel ranks see the
+// dropout of the unsplit step.
+func TestDropoutMicroBatches(t *testing.T) {
+	const n, d = 6, 3 * 5 * 7
+	x := randTensor(41, n, 3, 5, 7)
+	xs := x.Data().([]float32)
+	whole := dropoutOnce(t, x, 0.5, DropoutState{Seed: 5, Layer: 2, Step: 9})
+	for _, m := range []int{1, 2, 3} {
+		for lo := 0; lo < n; lo += m {
+			part := denseF32(slices.Clone(xs[lo*d:(lo+m)*d]), m, 3, 5, 7)
+			got := dropoutOnce(t, part, 0.5, DropoutState{Seed: 5, Layer: 2, Step: 9, Sample: uint64(lo)})
+			if !sameBits(got, whole[lo*d:(lo+m)*d]) {
+				t.Fatalf("micro-batch of %d at sample %d: mask differs from the whole batch's", m, lo)
+			}
+		}
+	}
+}
