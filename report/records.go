@@ -23,6 +23,9 @@ type EpochRecord struct {
 	TrainLoss  float64 `json:"train_loss"`   // mean training loss over the epoch
 	Seconds    float64 `json:"seconds"`      // wall time of the epoch
 	ImagesPerS float64 `json:"images_per_s"` // training throughput
+	// AllreduceMS is the mean time per step rank 0 spent in the gradient allreduce
+	// (data-parallel runs only).
+	AllreduceMS float64 `json:"allreduce_ms_per_step,omitempty"`
 
 	ValLoss *float64 `json:"val_loss,omitempty"`
 

@@ -156,11 +156,11 @@ func TestAccumulationMatchesWholeBatch(t *testing.T) {
 		opt := DefaultOptimizerConfig("sgd")
 		opt.Momentum = 0.9
 		return Config{
-			Model:     graphs.Config{Arch: "vgg11", Mult: 0.0625, Dropout: 0.5},
-			Data:      DataConfig{Root: root, Kind: "folder", TrainSplit: "train", ValSplit: "val", Augment: "none", Workers: 1},
-			Epochs:    2, Batch: 4, Accum: accum, CropH: 32, CropW: 32,
+			Model:  graphs.Config{Arch: "vgg11", Mult: 0.0625, Dropout: 0.5},
+			Data:   DataConfig{Root: root, Kind: "folder", TrainSplit: "train", ValSplit: "val", Augment: "none", Workers: 1},
+			Epochs: 2, Batch: 4, Accum: accum, CropH: 32, CropW: 32,
 			Optimizer: opt, Schedule: Schedule{Kind: "constant", BaseLR: 0.05},
-			Seed:      3, Out: t.TempDir(), EvalEvery: 1,
+			Seed: 3, Out: t.TempDir(), EvalEvery: 1,
 		}
 	}
 	whole, err := runFresh(t, base(1), Options{})

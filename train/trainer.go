@@ -43,6 +43,25 @@ type Options struct {
 // ErrNonFinite is returned when the training loss becomes NaN or infinite.
 var ErrNonFinite = errors.New("non-finite loss")
 
+// ErrInterrupted is wrapped by Run's error when it stopped on a cancelled context (on
+// any rank), after saving the checkpoint.
+var ErrInterrupted = errors.New("interrupted")
+
+func (t *Trainer) interrupted(ctx context.Context) error {
+	if cause := context.Cause(ctx); cause != nil {
+		return fmt.Errorf("train: %w: %w", ErrInterrupted, cause)
+	}
+	return fmt.Errorf("train: %w on another rank", ErrInterrupted)
+}
+
+// resumeCommand is the command line that continues this run.
+func (t *Trainer) resumeCommand() string {
+	if n := t.comm.Size(); n > 1 {
+		return fmt.Sprintf("mpirun -np %d vggo train --distributed --resume %s", n, t.cfg.Out)
+	}
+	return "vggo train --resume " + t.cfg.Out
+}
+
 // Trainer trains one model on one dataset; see New and Resume.
 type Trainer struct {
 	cfg   Config
@@ -525,6 +544,7 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 	for t.epoch < cfg.Epochs {
 		epoch := t.epoch
 		start := time.Now()
+		reduceStart, stepStart := t.allreduceSeconds, t.epochStep
 		bar := newProgress(t.log(), t.opt.Terminal, t.steps, fmt.Sprintf("epoch %d/%d", epoch+1, cfg.Epochs))
 		images := 0
 		for b, err := range t.trainLoader.Epoch(lctx, epoch, t.epochStep) {
@@ -563,15 +583,20 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 			}
 			if interrupted {
 				bar.finish(fmt.Sprintf("interrupted at epoch %d step %d/%d; checkpoint saved to %s", epoch+1, t.epochStep, t.steps, t.lastPath()))
-				fmt.Fprintf(t.log(), "resume with: vggo train --resume %s\n", cfg.Out)
-				return nil, fmt.Errorf("train: interrupted: %w", context.Cause(ctx))
+				fmt.Fprintf(t.log(), "resume with: %s\n", t.resumeCommand())
+				return nil, t.interrupted(ctx)
 			}
 		}
 		t.seconds += time.Since(start).Seconds()
 		rec := report.EpochRecord{Epoch: epoch + 1, Step: t.globalStep, LR: t.sched.LR(max(t.globalStep-1, 0)),
 			TrainLoss: t.lossSum / float64(max(t.lossCount, 1)), Seconds: t.seconds,
 			ImagesPerS: float64(t.lossCount*cfg.Batch) / t.seconds}
-		bar.finish(fmt.Sprintf("epoch %d/%d: loss %.4f, %.1f img/s, %.0fs", epoch+1, cfg.Epochs, rec.TrainLoss, rec.ImagesPerS, t.seconds))
+		line := fmt.Sprintf("epoch %d/%d: loss %.4f, %.1f img/s, %.0fs", epoch+1, cfg.Epochs, rec.TrainLoss, rec.ImagesPerS, t.seconds)
+		if n := t.epochStep - stepStart; t.comm.Size() > 1 && n > 0 {
+			rec.AllreduceMS = 1000 * (t.allreduceSeconds - reduceStart) / float64(n)
+			line += fmt.Sprintf(", allreduce %.1f ms/step", rec.AllreduceMS)
+		}
+		bar.finish(line)
 		t.epoch, t.epochStep, t.lossSum, t.lossCount, t.seconds = epoch+1, 0, 0, 0, 0
 
 		var ev *EvalResult
@@ -609,8 +634,8 @@ func (t *Trainer) Run(ctx context.Context) (*Result, error) {
 		if stop, err := t.anyRank(ctx.Err() != nil); err != nil {
 			return nil, err
 		} else if stop {
-			fmt.Fprintf(t.log(), "interrupted after epoch %d; resume with: vggo train --resume %s\n", t.epoch, cfg.Out)
-			return nil, fmt.Errorf("train: interrupted: %w", context.Cause(ctx))
+			fmt.Fprintf(t.log(), "interrupted after epoch %d; resume with: %s\n", t.epoch, t.resumeCommand())
+			return nil, t.interrupted(ctx)
 		}
 	}
 	res.Epochs, res.Steps = t.epoch, t.globalStep

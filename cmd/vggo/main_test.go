@@ -150,6 +150,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"eval", "--data", "x"}, 2, "--checkpoint is required"},
 		{[]string{"data", "check", "--data", "/nonexistent/voc"}, 1, "JPEGImages"},
 		{[]string{"data", "frob"}, 2, "only data subcommand"},
+		{[]string{"train", "--accum", "0"}, 2, "--accum 0: want >= 1"},
+		{[]string{"train", "--sync-bn"}, 2, "--sync-bn applies to --distributed training only"},
 	}
 	for _, tt := range tests {
 		code, out, errs := vggo(t, tt.args...)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vggo/vggo/data"
+	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/train"
@@ -57,7 +58,14 @@ Examples:
 	vggo train --model vgg16 --kind folder --data ~/imagenette --classes 10 --crop 224x224 --width 0.25
 	vggo train --model vgg16-segnet --data ~/VOCdevkit --pretrained vgg16_bn.safetensors
 	vggo train --resume runs/segnet
-	vggo train --resume runs/segnet --epochs 80`,
+	vggo train --resume runs/segnet --epochs 80
+	mpirun -np 2 vggo train --distributed --batch 8 ...     (a vggo built with -tags mpi)
+
+Data-parallel training (--distributed, in a vggo built with -tags mpi and started by
+mpirun): every rank reads its share of each global --batch, gradients are averaged with
+one allreduce per step, rank 0 writes the run directory and prints; the run is that of
+one process with --accum set to the number of ranks. --accum K splits each step into K
+micro-batches whose gradients are summed (a large batch in little memory).`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		fs := newFlags(e, c)
@@ -99,136 +107,161 @@ Examples:
 		pretrained := fs.String("pretrained", "", "initialise from a safetensors file with torchvision names")
 		skipBad := fs.Bool("skip-bad", false, "skip unreadable or invalid samples (listing them) instead of stopping")
 		augment := fs.String("augment", "full", "training augmentation: none, flip or full")
+		accum := fs.Int("accum", 1, "micro-batches per step whose gradients are summed (gradient accumulation)")
+		dist := fs.Bool("distributed", false, "data-parallel training over MPI (start with mpirun; needs a -tags mpi build)")
+		syncBN := fs.Bool("sync-bn", false, "with --distributed: batch norm statistics over the whole global batch")
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr)}
+		if *accum < 1 {
+			return usagef("--accum %d: want >= 1", *accum)
+		}
+		if *syncBN && !*dist {
+			return usagef("--sync-bn applies to --distributed training only")
+		}
+		// trainWith trains as one rank of comm (nil: a world of one).
+		trainWith := func(e *env, comm distributed.Comm) error {
+			opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm}
 
-		if *resume != "" {
-			for name := range set {
-				if name != "resume" && name != "epochs" && name != "workers" {
-					return usagef("--%s cannot be changed when resuming (the run's config.json holds it); only --epochs can", name)
+			if *resume != "" {
+				for name := range set {
+					switch name {
+					case "resume", "epochs", "workers", "accum", "distributed":
+					default:
+						return usagef("--%s cannot be changed when resuming (the run's config.json holds it); only --epochs, --workers and --accum can", name)
+					}
+				}
+				ov := train.Overrides{Epochs: *epochs, Workers: *workers}
+				if set["accum"] {
+					ov.Accum = *accum
+				}
+				tr, err := train.Resume(*resume, ov, opts)
+				if err != nil {
+					return err
+				}
+				return runTraining(ctx, e, tr)
+			}
+
+			info, err := graphs.Lookup(*model)
+			if err != nil {
+				return usagef("%v", err)
+			}
+			demo := *root == ""
+			cfg := train.Config{
+				Model: graphs.Config{Arch: info.Name, Classes: *classes, Mult: *width, Unpool: *unpool, Dropout: *dropout},
+				Data: train.DataConfig{Root: *root, Kind: *kind, TrainSplit: *trainSplit, ValSplit: *valSplit,
+					MaskDir: *maskDir, Augment: *augment, Workers: *workers, SkipBad: *skipBad},
+				Epochs: *epochs, Batch: *batch, EvalBatch: *evalBatch, Accum: *accum, SyncBN: *syncBN,
+				NoDecayBiasBN: *noDecayBN, WarmupEpochs: *warmup,
+				Seed: *seed, Out: *out, SaveEvery: *saveEvery, Keep: *keep, EvalEvery: *evalEvery, Pretrained: *pretrained,
+			}
+			if demo {
+				if *kind != "voc" || info.Task != graphs.Segmentation {
+					return usagef("the demo dataset is VOC segmentation: give --data for %s", info.Name)
+				}
+				dir := demoDir()
+				written, err := ensureDemo(comm, dir)
+				if err != nil {
+					return err
+				}
+				if written {
+					fmt.Fprintf(e.stderr, "wrote the demo dataset to %s\n", dir)
+				} else {
+					fmt.Fprintf(e.stderr, "using the demo dataset in %s\n", dir)
+				}
+				cfg.Data.Root = dir
+				if cfg.Model.Mult == 0 {
+					cfg.Model.Mult = 0.125
+				}
+				if cfg.Epochs == 0 {
+					cfg.Epochs = 12
+				}
+				if *crop == "" {
+					*crop = "128x128"
 				}
 			}
-			tr, err := train.Resume(*resume, train.Overrides{Epochs: *epochs, Workers: *workers}, opts)
+			if cfg.Epochs == 0 {
+				cfg.Epochs = 30
+			}
+			if *crop == "" {
+				*crop = "512x512"
+				if info.Task == graphs.Classification {
+					*crop = "224x224"
+				}
+			}
+			if cfg.CropH, cfg.CropW, err = parseHW(*crop); err != nil {
+				return usagef("--crop: %v", err)
+			}
+			if cfg.Out == "" {
+				cfg.Out = filepath.Join("runs", info.Name+"-"+time.Now().Format("20060102-150405"))
+				if cfg.Out, err = fromRoot(comm, cfg.Out); err != nil {
+					return err
+				}
+			}
+
+			// Optimizer and schedule: the usual recipe of the task unless told otherwise.
+			seg := info.Task == graphs.Segmentation
+			oc := train.DefaultOptimizerConfig(*optName)
+			if *optName == "sgd" {
+				oc.Momentum, oc.Nesterov = *momentum, *nesterov
+			} else if set["momentum"] || set["nesterov"] {
+				return usagef("--momentum and --nesterov apply to --optimizer sgd only")
+			}
+			switch {
+			case *wd >= 0:
+				oc.WeightDecay = *wd
+			case *optName == "sgd" && seg:
+				oc.WeightDecay = 1e-4
+			case *optName == "sgd":
+				oc.WeightDecay = 5e-4
+			}
+			cfg.Optimizer = oc
+			sk := *schedule
+			if sk == "" {
+				sk = "poly"
+				if !seg {
+					sk = "step"
+				}
+			}
+			cfg.Schedule = train.Schedule{Kind: sk, BaseLR: *lr}
+			if sk == "step" {
+				// Converted to steps by the trainer, which knows the epoch length.
+				every := *stepEvery
+				if every == 0 {
+					every = max(float64(cfg.Epochs)/3, 1)
+				}
+				cfg.StepEveryEpochs = every
+				cfg.Schedule.Gamma = *gamma
+			} else if set["step-every"] || set["gamma"] {
+				return usagef("--step-every and --gamma apply to --schedule step only")
+			}
+			cfg.Loss = losses.Spec{Kind: losses.Kind(*lossKind), LabelSmoothing: *smoothing, DiceWeight: *diceWeight}
+			if *classWeights != "" {
+				for _, f := range strings.Split(*classWeights, ",") {
+					v, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
+					if err != nil {
+						return usagef("--class-weights: %q is not a number", f)
+					}
+					cfg.Loss.ClassWeights = append(cfg.Loss.ClassWeights, float32(v))
+				}
+			}
+			if cfg.Data.SkipBad {
+				if err := excludeBad(ctx, e, &cfg); err != nil {
+					return err
+				}
+			}
+			tr, err := train.New(cfg, opts)
 			if err != nil {
 				return err
 			}
 			return runTraining(ctx, e, tr)
 		}
-
-		info, err := graphs.Lookup(*model)
-		if err != nil {
-			return usagef("%v", err)
+		if *dist {
+			return runDistributed(e, trainWith)
 		}
-		demo := *root == ""
-		cfg := train.Config{
-			Model: graphs.Config{Arch: info.Name, Classes: *classes, Mult: *width, Unpool: *unpool, Dropout: *dropout},
-			Data: train.DataConfig{Root: *root, Kind: *kind, TrainSplit: *trainSplit, ValSplit: *valSplit,
-				MaskDir: *maskDir, Augment: *augment, Workers: *workers, SkipBad: *skipBad},
-			Epochs: *epochs, Batch: *batch, EvalBatch: *evalBatch,
-			NoDecayBiasBN: *noDecayBN, WarmupEpochs: *warmup,
-			Seed: *seed, Out: *out, SaveEvery: *saveEvery, Keep: *keep, EvalEvery: *evalEvery, Pretrained: *pretrained,
-		}
-		if demo {
-			if *kind != "voc" || info.Task != graphs.Segmentation {
-				return usagef("the demo dataset is VOC segmentation: give --data for %s", info.Name)
-			}
-			dir := demoDir()
-			written, err := data.EnsureDemo(dir, data.DemoConfig{})
-			if err != nil {
-				return err
-			}
-			if written {
-				fmt.Fprintf(e.stderr, "wrote the demo dataset to %s\n", dir)
-			} else {
-				fmt.Fprintf(e.stderr, "using the demo dataset in %s\n", dir)
-			}
-			cfg.Data.Root = dir
-			if cfg.Model.Mult == 0 {
-				cfg.Model.Mult = 0.125
-			}
-			if cfg.Epochs == 0 {
-				cfg.Epochs = 12
-			}
-			if *crop == "" {
-				*crop = "128x128"
-			}
-		}
-		if cfg.Epochs == 0 {
-			cfg.Epochs = 30
-		}
-		if *crop == "" {
-			*crop = "512x512"
-			if info.Task == graphs.Classification {
-				*crop = "224x224"
-			}
-		}
-		if cfg.CropH, cfg.CropW, err = parseHW(*crop); err != nil {
-			return usagef("--crop: %v", err)
-		}
-		if cfg.Out == "" {
-			cfg.Out = filepath.Join("runs", info.Name+"-"+time.Now().Format("20060102-150405"))
-		}
-
-		// Optimizer and schedule: the usual recipe of the task unless told otherwise.
-		seg := info.Task == graphs.Segmentation
-		oc := train.DefaultOptimizerConfig(*optName)
-		if *optName == "sgd" {
-			oc.Momentum, oc.Nesterov = *momentum, *nesterov
-		} else if set["momentum"] || set["nesterov"] {
-			return usagef("--momentum and --nesterov apply to --optimizer sgd only")
-		}
-		switch {
-		case *wd >= 0:
-			oc.WeightDecay = *wd
-		case *optName == "sgd" && seg:
-			oc.WeightDecay = 1e-4
-		case *optName == "sgd":
-			oc.WeightDecay = 5e-4
-		}
-		cfg.Optimizer = oc
-		sk := *schedule
-		if sk == "" {
-			sk = "poly"
-			if !seg {
-				sk = "step"
-			}
-		}
-		cfg.Schedule = train.Schedule{Kind: sk, BaseLR: *lr}
-		if sk == "step" {
-			// Converted to steps by the trainer, which knows the epoch length.
-			every := *stepEvery
-			if every == 0 {
-				every = max(float64(cfg.Epochs)/3, 1)
-			}
-			cfg.StepEveryEpochs = every
-			cfg.Schedule.Gamma = *gamma
-		} else if set["step-every"] || set["gamma"] {
-			return usagef("--step-every and --gamma apply to --schedule step only")
-		}
-		cfg.Loss = losses.Spec{Kind: losses.Kind(*lossKind), LabelSmoothing: *smoothing, DiceWeight: *diceWeight}
-		if *classWeights != "" {
-			for _, f := range strings.Split(*classWeights, ",") {
-				v, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
-				if err != nil {
-					return usagef("--class-weights: %q is not a number", f)
-				}
-				cfg.Loss.ClassWeights = append(cfg.Loss.ClassWeights, float32(v))
-			}
-		}
-		if cfg.Data.SkipBad {
-			if err := excludeBad(ctx, e, &cfg); err != nil {
-				return err
-			}
-		}
-		tr, err := train.New(cfg, opts)
-		if err != nil {
-			return err
-		}
-		return runTraining(ctx, e, tr)
+		return trainWith(e, nil)
 	}
 	return c
 }
