@@ -40,6 +40,13 @@ type EpochRecord struct {
 	Top5 *float64 `json:"top5,omitempty"`
 }
 
+// WithoutTimings returns r with its wall-clock fields (Seconds, ImagesPerS, AllreduceMS)
+// zeroed: what two runs of the same computation agree on.
+func (r EpochRecord) WithoutTimings() EpochRecord {
+	r.Seconds, r.ImagesPerS, r.AllreduceMS = 0, 0, 0
+	return r
+}
+
 // Optional returns &v, or nil when v is NaN or ±Inf. JSON has no NaN, so
 // this is how a metric that is undefined (a class absent from the
 // validation set, say) is stored in an [EpochRecord] or a [ClassIoU].
