@@ -50,6 +50,8 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--models', default=os.path.join(here, '../../../shared/reference/torch_models.py'))
     ap.add_argument('--json', action='store_true')
+    ap.add_argument('--channels-last', action='store_true',
+                    help='run the model and input in torch.channels_last (oneDNN NHWC) memory format')
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -64,6 +66,9 @@ def main():
         y = torch.randint(0, ncls, (batch, size, size))
     else:
         y = torch.randint(0, ncls, (batch,))
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     times = []
     if a.phase == 'train':
