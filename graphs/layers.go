@@ -58,6 +58,7 @@ type net struct {
 	nodes  map[string]*G.Node // parameter nodes by name
 	argmax map[string]*ops.Argmax
 	ws     *ops.Workspace // scratch shared by the graph's convolutions
+	in     *G.Node        // the input images
 
 	params     []paramSpec
 	bnLayers   []string
@@ -103,6 +104,7 @@ func (n *net) input(batch, h, w int) act {
 	x := act{shape: []int{batch, 3, h, w}}
 	if n.g != nil {
 		x.node = G.NewTensor(n.g, tensor.Float32, 4, G.WithShape(batch, 3, h, w), G.WithName("input"))
+		n.in = x.node
 	}
 	n.row("input", "", "Input", x.shape, 0)
 	return x
@@ -152,7 +154,9 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 	y := act{shape: []int{x.shape[0], cout, ho, wo}}
 	if n.g != nil {
 		var err error
-		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws}
+		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws,
+			// The image needs no gradient: skip the first layer's backward convolution.
+			NoInputGrad: x.node == n.in}
 		if fold {
 			y.pending = &pendingConv{x: x.node, w: wn, b: bn, cfg: cfg}
 		} else {

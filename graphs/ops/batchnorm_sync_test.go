@@ -62,7 +62,10 @@ func TestBatchNormSync(t *testing.T) {
 		for k, comm := range distributed.Loopback(ranks) {
 			xk := denseF32(slices.Clone(xs[k*per:(k+1)*per]), n/ranks, c, h, w)
 			rk := denseF32(slices.Clone(r.Data().([]float32)[k*per:(k+1)*per]), n/ranks, c, h, w)
-			wg.Go(func() { runs[k] = runBN(t, xk, gamma, beta, rk, relu, comm) })
+			// Each rank's graph gets its own gamma and beta tensors: binding one tensor to two
+			// graphs shares it between their tape machines, which set its engine.
+			gk, bk := gamma.Clone().(*tensor.Dense), beta.Clone().(*tensor.Dense)
+			wg.Go(func() { runs[k] = runBN(t, xk, gk, bk, rk, relu, comm) })
 		}
 		wg.Wait()
 

@@ -174,9 +174,11 @@ func (op *concatDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	t, dx := op.buf.get(&op.opHooks, op.in)
 	outer, inner := concatGeometry(op.out)
 	ctot, m := op.out[1]*inner, op.in[1]*inner
-	for n := range outer {
-		src := n*ctot + op.c0*inner
-		copy(dx[n*m:(n+1)*m], dy[src:src+m])
-	}
+	parallelPlanes(outer, m, func(lo, hi int) {
+		for n := lo; n < hi; n++ {
+			src := n*ctot + op.c0*inner
+			copy(dx[n*m:(n+1)*m], dy[src:src+m])
+		}
+	})
 	return t, nil
 }

@@ -32,6 +32,11 @@ type ConvConfig struct {
 	// graph the same one, so that the graph holds the scratch of one layer rather than
 	// of all. nil: the layer keeps its own.
 	Workspace *Workspace
+	// NoInputGrad declares that x needs no gradient (it is the model's input, not
+	// computed from parameters): differentiation builds no gradient op for x, which
+	// saves a backward convolution per step in a network's first layer. Asking for the
+	// gradient with respect to x (G.Grad(cost, x)) is then an error.
+	NoInputGrad bool
 }
 
 // ConvAlgo is how Conv2D computes a convolution.
@@ -109,14 +114,16 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 	if err != nil {
 		return nil, err
 	}
-	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}, ws: cfg.Workspace}
+	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}, ws: cfg.Workspace, noDX: cfg.NoInputGrad}
 	if op.ws == nil {
 		op.ws = NewWorkspace()
 	}
 	if geom.wino {
 		c := newWgConv(geom.n, geom.cin, geom.h, geom.w, geom.cout, geom.ho, geom.wo, geom.pad.Top, geom.pad.Left)
 		op.wino = &c
-		op.dys = new(dyShare)
+		if !cfg.NoInputGrad { // with one gradient op, nothing to share
+			op.dys = new(dyShare)
+		}
 	} else if !geom.direct() {
 		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
 	}
@@ -367,6 +374,7 @@ type convOp struct {
 	wino *wgConv      // the Winograd engine (nil: im2col)
 	ws   *Workspace   // scratch, shared with the layer's gradient ops
 	dys  *dyShare     // channels-last dY, shared by the Winograd gradient ops
+	noDX bool         // ConvConfig.NoInputGrad
 	out  convOutput
 }
 
@@ -396,7 +404,12 @@ func (op *convOp) CallsExtern() bool                              { return false
 func (op *convOp) OverwritesInput() int                           { return -1 }
 func (op *convOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
 func (op *convOp) Hashcode() uint32                               { return convHashcode(op) }
-func (op *convOp) String() string                                 { return "Conv2D{" + op.convGeom.String() + "}" }
+func (op *convOp) String() string {
+	if op.noDX {
+		return "Conv2D{" + op.convGeom.String() + " nodx}"
+	}
+	return "Conv2D{" + op.convGeom.String() + "}"
+}
 
 func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
@@ -474,7 +487,13 @@ func (op *convOp) forward(x, w, b, y []float32) {
 	})
 }
 
-func (op *convOp) DiffWRT(inputs int) []bool { return convAllTrue(inputs) }
+func (op *convOp) DiffWRT(inputs int) []bool {
+	d := convAllTrue(inputs)
+	if op.noDX && inputs > 0 {
+		d[0] = false
+	}
+	return d
+}
 
 func convAllTrue(n int) []bool {
 	d := make([]bool, n)
@@ -496,9 +515,13 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
 		}
 	}
-	dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
+	var dx *G.Node
+	if !op.noDX {
+		var err error
+		dx, err = G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
+		if err != nil {
+			return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
+		}
 	}
 	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, parts: &convScratch{size: g.cout * g.kdim()},
 		out: convOutput{shape: g.wShape()}}, inputs[0], grad)
@@ -785,34 +808,12 @@ func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 		for co := lo; co < hi; co++ {
 			var s float64
 			for n := 0; n < op.n; n++ {
-				s += convSum(dy[n*ys+co*hw : n*ys+(co+1)*hw])
+				s += sum64(dy[n*ys+co*hw : n*ys+(co+1)*hw])
 			}
 			db[co] = float32(s)
 		}
 	})
 	return t, nil
-}
-
-// convSum sums v in float32 blocks of 256 (4 lanes) accumulated in float64.
-func convSum(v []float32) float64 {
-	var total float64
-	for len(v) > 0 {
-		blk := v[:min(len(v), 256)]
-		v = v[len(blk):]
-		var s0, s1, s2, s3 float32
-		i := 0
-		for ; i+4 <= len(blk); i += 4 {
-			s0 += blk[i]
-			s1 += blk[i+1]
-			s2 += blk[i+2]
-			s3 += blk[i+3]
-		}
-		for ; i < len(blk); i++ {
-			s0 += blk[i]
-		}
-		total += float64((s0 + s1) + (s2 + s3))
-	}
-	return total
 }
 
 // reluInPlace sets v[i] = max(v[i], 0), NaN propagating.

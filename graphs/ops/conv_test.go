@@ -649,3 +649,41 @@ func BenchmarkConv2D(b *testing.B) {
 		})
 	}
 }
+
+// TestConv2DNoInputGrad checks that NoInputGrad leaves the gradients with respect to w
+// and b as they were (finite differences), and builds no gradient op for x.
+func TestConv2DNoInputGrad(t *testing.T) {
+	for i, c := range []convCase{
+		{name: "im2col 3 channels", n: 2, cin: 3, h: 7, w: 6, cout: 5, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true},
+		{name: "winograd", n: 2, cin: 8, h: 9, w: 10, cout: 8, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true, algo: ConvWinograd},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			build := func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+				cfg := c.cfg()
+				cfg.NoInputGrad = true
+				return Conv2D(in[0], in[1], in[2], cfg)
+			}
+			inputs := c.inputs(uint64(900 + 10*i))
+			checkGrad(t, gradCase{name: c.name, inputs: inputs, wrt: []bool{false, true, true}, build: build, eps: 1e-2, atol: 3e-3})
+
+			g := G.NewGraph()
+			in := bindInputs(g, inputs)
+			y, err := build(g, in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cost, err := G.Sum(y)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := G.Grad(cost, in[1], in[2]); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range g.AllNodes() {
+				if _, ok := n.Op().(*convGradXOp); ok {
+					t.Errorf("graph has %v, want no gradient op for x", n.Op())
+				}
+			}
+		})
+	}
+}

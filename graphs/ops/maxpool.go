@@ -252,7 +252,12 @@ func maxPool2x2Plane(y []float32, idx []int32, x []float32, w, oh, ow int) {
 		r1 := x[(2*i+1)*w : (2*i+1)*w+2*ow]
 		yr, ir := y[i*ow:(i+1)*ow], idx[i*ow:(i+1)*ow]
 		base := 2 * i * w
-		for j := range yr {
+		j0 := 0
+		if haveZ && ow >= 16 {
+			// 16 outputs at a time; it stops at windows holding a NaN, left to the loop.
+			j0 = maxPool2x2RowZ(&yr[0], &ir[0], &r0[0], &r1[0], ow&^15, int32(base), int32(w))
+		}
+		for j := j0; j < ow; j++ {
 			// Same rule as the general loop (first maximum wins), branch-free.
 			a, b, c, d := r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
 			m, k := a, 0

@@ -56,6 +56,7 @@ var poolCases = []poolCase{
 	{"3x3s2 pad1 ceil", 1, 5, 6, 7, PoolConfig{KH: 3, KW: 3, StrideH: 2, StrideW: 2, Pad: Symmetric(1), CeilMode: true}, 4, 4},
 	{"2x2s2 pad1 ceil drops last", 1, 3, 5, 5, PoolConfig{KH: 2, KW: 2, Pad: Symmetric(1), CeilMode: true}, 3, 3},
 	{"2x3 s(1,2)", 2, 3, 5, 7, PoolConfig{KH: 2, KW: 3, StrideH: 1, StrideW: 2}, 4, 3},
+	{"2x2s2 wide (vector rows)", 1, 2, 4, 38, PoolConfig{KH: 2, KW: 2}, 2, 19},
 }
 
 func TestMaxPool2DHand(t *testing.T) {
@@ -212,6 +213,34 @@ func TestMaxPool2DNaN(t *testing.T) {
 				t.Errorf("gradient sums to %v, want %d (one per pooled element)", total, len(want))
 			}
 		})
+	}
+}
+
+// TestMaxPool2DNaNWide puts NaNs in a few windows of planes wide enough for the
+// vectorised 2x2 rows (and their tails): those windows follow the NaN rule, all others and
+// all indices match the naive reference.
+func TestMaxPool2DNaNWide(t *testing.T) {
+	const n, c, h, w = 2, 3, 6, 70
+	x := randTensor(62, n, c, h, w)
+	xd := x.Data().([]float32)
+	nan := float32(math.NaN())
+	for _, i := range []int{5, 71, 140 + 33, 3*h*w + 2*w + 64, len(xd) - 1} {
+		xd[i] = nan
+	}
+	cfg := PoolConfig{KH: 2, KW: 2}
+	am := NewArgmax("p")
+	got, shape := runOnce(t, []*tensor.Dense{x}, func(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
+		return MaxPool2D(in[0], cfg, am)
+	})
+	ncfg, _ := cfg.normalize()
+	want, wantIdx := naiveMaxPool(xd, n, c, h, w, shape[2], shape[3], ncfg)
+	for i := range want {
+		if !(got[i] == want[i] || math.IsNaN(float64(got[i])) && math.IsNaN(float64(want[i]))) {
+			t.Errorf("y[%d]: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	if !slices.Equal(am.Indices(), wantIdx) {
+		t.Errorf("indices differ from the naive reference")
 	}
 }
 

@@ -69,6 +69,17 @@ func (op *upsampleOp) Do(inputs ...G.Value) (G.Value, error) {
 			for i := range h {
 				src := xp[i*w : (i+1)*w]
 				row := yp[i*s*ws : (i*s+1)*ws]
+				if s == 2 && haveZ && w >= 16 {
+					// Both output rows at once, 16 inputs at a time, then the tail.
+					row1 := yp[(i*s+1)*ws : (i*s+2)*ws]
+					n16 := w &^ 15
+					up2RowsZ(&row[0], &row1[0], &src[0], n16)
+					for j := n16; j < w; j++ {
+						v := src[j]
+						row[2*j], row[2*j+1], row1[2*j], row1[2*j+1] = v, v, v, v
+					}
+					continue
+				}
 				if s == 2 {
 					for j, v := range src {
 						row[2*j] = v
@@ -141,6 +152,16 @@ func (op *upsampleDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 			dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw*s*s:(p+1)*hw*s*s]
 			for i := range h {
 				dst := dxp[i*w : (i+1)*w]
+				if s == 2 && haveZ && w >= 16 {
+					// The same sums, (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]), vectorised.
+					r0, r1 := dyp[2*i*ws:(2*i+1)*ws], dyp[(2*i+1)*ws:(2*i+2)*ws]
+					n16 := w &^ 15
+					down2RowsZ(&dst[0], &r0[0], &r1[0], n16)
+					for j := n16; j < w; j++ {
+						dst[j] = (r0[2*j] + r0[2*j+1]) + (r1[2*j] + r1[2*j+1])
+					}
+					continue
+				}
 				clear(dst)
 				for k := range s {
 					row := dyp[(i*s+k)*ws : (i*s+k+1)*ws]

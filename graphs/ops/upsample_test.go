@@ -63,7 +63,7 @@ func TestUpsample2DMatchesGorgonia(t *testing.T) {
 }
 
 func TestUpsample2DGrad(t *testing.T) {
-	for _, c := range []struct{ n, c, h, w, s int }{{2, 3, 5, 7, 2}, {1, 2, 3, 4, 3}, {3, 5, 1, 1, 2}} {
+	for _, c := range []struct{ n, c, h, w, s int }{{2, 3, 5, 7, 2}, {1, 2, 3, 4, 3}, {3, 5, 1, 1, 2}, {1, 2, 3, 35, 2}} {
 		checkGrad(t, gradCase{
 			name:   fmt.Sprintf("upsample%+v", c),
 			inputs: []*tensor.Dense{randTensor(13, c.n, c.c, c.h, c.w)},
@@ -83,4 +83,41 @@ func TestUpsample2DScaleOneAndErrors(t *testing.T) {
 	m := G.NewMatrix(g, tensor.Float32, G.WithShape(3, 3), G.WithName("m"))
 	_, err = Upsample2D(m, 2)
 	wantErr(t, err, "ops: upsample2d: x m has shape (3, 3), want 4 dimensions")
+}
+
+// TestUpsample2DDiffExact compares the gradient op with the naive block sums, in the same
+// order ((r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]) for scale 2), on widths that exercise
+// the vectorised rows and their tails.
+func TestUpsample2DDiffExact(t *testing.T) {
+	for _, c := range []struct{ n, c, h, w, s int }{{2, 3, 5, 16, 2}, {1, 2, 4, 43, 2}, {2, 1, 3, 7, 2}, {1, 2, 3, 20, 3}} {
+		t.Run(fmt.Sprintf("%+v", c), func(t *testing.T) {
+			in := tensor.Shape{c.n, c.c, c.h, c.w}
+			out := tensor.Shape{c.n, c.c, c.h * c.s, c.w * c.s}
+			dy := randTensor(17, out...)
+			v, err := (&upsampleDiffOp{in: in, out: out, scale: c.s}).Do(dy)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := v.Data().([]float32)
+			d := dy.Data().([]float32)
+			ws := c.w * c.s
+			for p := range c.n * c.c {
+				for i := range c.h {
+					for j := range c.w {
+						var want float32
+						for k := range c.s {
+							var acc float32
+							for q := range c.s {
+								acc += d[(p*c.h*c.s+i*c.s+k)*ws+j*c.s+q]
+							}
+							want += acc
+						}
+						if g := got[(p*c.h+i)*c.w+j]; g != want {
+							t.Fatalf("dx[%d,%d,%d] = %v, want %v", p, i, j, g, want)
+						}
+					}
+				}
+			}
+		})
+	}
 }

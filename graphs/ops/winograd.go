@@ -18,7 +18,8 @@ import (
 //
 // so that, after transforming filters (U = G g Gᵀ) and input windows (V = Bᵀ d B), the
 // channel sums are 36 independent matrix products M_ξ = V_ξ · U_ξ (tiles × Cin times
-// Cin × Cout), done by gemm.Sgemm: 36 multiplies per 16 outputs instead of 144.
+// Cin × Cout), done by gemm.SmallNN (gemm.Sgemm for the widest layers): 36 multiplies
+// per 16 outputs instead of 144.
 //
 // Layout: the transforms work on vectors of consecutive channels, so activations are
 // copied to channels-last (NHWC) bands of a few tile rows at a time with an 8x8 transpose
@@ -283,17 +284,31 @@ func newWgConv(n, cin, h, w, cout, ho, wo, pt, pl int) wgConv {
 		th: (ho + 3) / 4, tw: (wo + 3) / 4, cip: wgPad(cin), cop: wgPad(cout)}
 }
 
+// wgChunkBytes is the size the transformed inputs and outputs of a chunk aim at: about
+// a core's L2 cache, so that they stay near between the transforms and the products.
+const wgChunkBytes = 1 << 20
+
 // chunkRows returns the number of tile rows processed together: about enough tiles that
-// the transformed inputs and outputs of a chunk fill 2 MiB, at least 64 tiles (the GEMMs
-// repack the filters for every chunk) and at most 512.
+// the transformed inputs and outputs of a chunk fill wgChunkBytes, at least 64 tiles
+// (the GEMMs of wide layers repack the filters for every chunk) and at most 512.
 func (c *wgConv) chunkRows() int {
-	t := (2 << 20) / (4 * 36 * (c.cip + c.cop))
+	t := wgChunkBytes / (4 * 36 * (c.cip + c.cop))
 	t = min(max(t, 64), 512)
 	if c.chunkTiles > 0 {
 		t = c.chunkTiles
 	}
 	rows := max(1, (t+c.tw/2)/c.tw)
-	return min(rows, c.n*c.th)
+	total := c.n * c.th
+	if c.chunkTiles == 0 {
+		// When the goroutines take whole chunks (see chunks), make the number of chunks a
+		// multiple of theirs, so that none waits for another's last chunk.
+		n := (total + rows - 1) / rows
+		if p := runtime.GOMAXPROCS(0); p > 1 && n >= 2*p && n%p != 0 {
+			n = (n + p - 1) / p * p
+			rows = (total + n - 1) / n
+		}
+	}
+	return min(rows, total)
 }
 
 // segment is a run of tile rows of one image within a chunk: rows [th0, th1) of image n;
@@ -539,8 +554,7 @@ func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bia
 	// M_ξ (nt × Cout) = V_ξ (nt × Cin) · U_ξ (Cin × Cout).
 	forRange(par, 36, func(lo, hi int) {
 		for xi := lo; xi < hi; xi++ {
-			gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v[xi*nt*c.cip:], c.cip,
-				u[xi*c.cin*c.cop:], c.cop, 0, m[xi*nt*c.cop:], c.cop)
+			c.mulNN(nt, v[xi*nt*c.cip:], u[xi*c.cin*c.cop:], m[xi*nt*c.cop:])
 		}
 	})
 	// Output transform per tile row into a channels-last strip, then to NCHW.
@@ -578,7 +592,7 @@ func (c *wgConv) chunks(T int, static bool, worker func(id int, par bool) func(r
 	var wgr sync.WaitGroup
 	for id := range workers {
 		wgr.Add(1)
-		go func() {
+		body := func() {
 			defer wgr.Done()
 			run := worker(id, false)
 			k, end := id*n/workers, (id+1)*n/workers
@@ -593,7 +607,12 @@ func (c *wgConv) chunks(T int, static bool, worker func(id int, par bool) func(r
 				k++
 			}
 			run(-1, -1)
-		}()
+		}
+		if id == workers-1 { // the last on this goroutine
+			body()
+		} else {
+			go body()
+		}
 	}
 	wgr.Wait()
 	return workers
@@ -727,11 +746,36 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy []float32, dya *nhwc, v,
 	}
 	forRange(par, 36, func(lo, hi int) {
 		for xi := lo; xi < hi; xi++ {
-			gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v[xi*nt*c.cip:], c.cip,
-				m[xi*nt*c.cop:], c.cop, beta, du[xi*c.cin*c.cop:], c.cop)
+			c.mulTN(nt, v[xi*nt*c.cip:], m[xi*nt*c.cop:], beta, du[xi*c.cin*c.cop:])
 		}
 	})
 	return segs, dsegs
+}
+
+// wgSmallMax is the most input or output channels for which the 36 products use
+// gemm's unpacked kernels (SmallNN, SmallTN): with a few dozen channels, packing the
+// operands would cost about as much as the multiplication; beyond a few hundred the
+// packed kernels catch up and split single large products over threads.
+const wgSmallMax = 256
+
+// mulNN sets M_ξ (nt × cop) = V_ξ (nt × Cin, rows cip apart) · U_ξ (Cin × cop). The
+// padding columns of M come out as V times U's zero padding columns.
+func (c *wgConv) mulNN(nt int, v, u, m []float32) {
+	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
+		gemm.SmallNN(nt, c.cop, c.cin, v, c.cip, u, c.cop, 0, m, c.cop)
+		return
+	}
+	gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v, c.cip, u, c.cop, 0, m, c.cop)
+}
+
+// mulTN sets dU_ξ (Cin × cop) = V_ξᵀ (Cin × nt) · dM_ξ (nt × cop) + beta·dU_ξ. The padding
+// columns of dU get V times dM's padding (cleared by the caller before use).
+func (c *wgConv) mulTN(nt int, v, dm []float32, beta float32, du []float32) {
+	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
+		gemm.SmallTN(c.cin, c.cop, nt, v, c.cip, dm, c.cop, beta, du, c.cop)
+		return
+	}
+	gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v, c.cip, dm, c.cop, beta, du, c.cop)
 }
 
 // forRange runs f over [0, n): spread over goroutines when par, else in one call.

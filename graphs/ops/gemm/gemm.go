@@ -1,5 +1,7 @@
-// Package gemm is vggo's single matrix-multiplication entry point: every convolution and
-// fully connected layer calls Sgemm, so the kernels behind it can change without touching the ops.
+// Package gemm is vggo's matrix-multiplication entry point: every convolution and fully
+// connected layer calls Sgemm (or, for the many small products of a Winograd convolution,
+// SmallNN and SmallTN, see small.go), so the kernels behind them can change without
+// touching the ops.
 //
 // Sgemm is a GotoBLAS/BLIS-style blocked GEMM: op(A) and op(B) are packed (transposition
 // and alpha are handled while packing) into cache-sized blocks, and a register-blocked
