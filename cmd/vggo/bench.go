@@ -137,7 +137,8 @@ func printBench(w io.Writer, r *train.BenchResult) error {
 	}
 	fmt.Fprintf(w, "%s, %d classes, gemm %s, %d threads, %d timed steps after %d warm-up\n",
 		title, cfg.Model.Classes, r.GemmKernel, r.Threads, cfg.Steps, cfg.Warmup)
-	fmt.Fprintf(w, "model: %.3f GFLOP per image forward (conv + linear); ceiling ~512 GFLOP/s (AVX-512, 2 cores)\n\n", r.GFLOPPerImage)
+	fmt.Fprintf(w, "model: %.3f GFLOP per image forward (conv + linear, counted as direct convolution: the Winograd layers\n"+
+		"do fewer multiplications, so GFLOP/s can pass the machine's FMA peak)\n\n", r.GFLOPPerImage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "phase\tbatch\tms/step\timages/s\tGFLOP/s\talloc MiB/step\t")
 	if r.TrainImagesPS > 0 {
