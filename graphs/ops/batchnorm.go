@@ -134,7 +134,7 @@ type bnOp struct {
 	scale, shift   []float32 // len C scratch: y = x*scale + shift
 	dgamma, dbeta  []float32 // len C, from the last backward run
 	count          float64   // values per channel the last run normalised over (all ranks)
-	syncBuf        []float64 // len C+1 scratch for Sync
+	statBuf        []float64 // len C+1 scratch for the per-channel statistics
 }
 
 func (op *bnOp) Arity() int { return 3 }
@@ -201,32 +201,8 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 				op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
 			}
 		})
-		cnt := float64(n * hw)
-		m := op.momentum
-		op.count = cnt
-		if op.st.Sync != nil {
-			if err := op.syncStats(); err != nil {
-				return nil, fmt.Errorf("ops: %s: %w", name, err)
-			}
-		}
-		for ch := range c {
-			if op.st.Sync != nil {
-				break // syncStats did it
-			}
-			var mean float64
-			for i := range n {
-				mean += op.planeA[i*c+ch]
-			}
-			mean /= float64(n)
-			var m2 float64
-			for i := range n {
-				d := op.planeA[i*c+ch] - mean
-				m2 += op.planeB[i*c+ch] + float64(hw)*d*d
-			}
-			v := m2 / cnt
-			op.mean[ch], op.invstd[ch] = mean, 1/math.Sqrt(v+op.eps)
-			rm[ch] = float32((1-m)*float64(rm[ch]) + m*mean)
-			rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+		if err := op.batchStats(); err != nil {
+			return nil, fmt.Errorf("ops: %s: %w", name, err)
 		}
 	} else {
 		for ch := range c {
@@ -251,33 +227,41 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 	return t, nil
 }
 
-// syncStats sets mean, invstd and the running statistics from the per-plane means and
-// squared deviations of every rank: one allreduce of the counts and sums gives the global
-// mean, a second one of the squared deviations about it the global variance (Chan et
-// al.'s combination, as the local path, without the cancellation of Σx²-n·mean²).
-func (op *bnOp) syncStats() error {
+// batchStats sets mean, invstd, count and the running statistics from the per-plane
+// means and squared deviations (Chan et al.'s combination). Under Sync the per-channel
+// sums of plane means and the plane count are summed over the ranks first, then the
+// squared deviations about the global mean: two allreduces, and no Σx²-n·mean²
+// cancellation. Without Sync the same arithmetic runs on this rank's planes alone.
+func (op *bnOp) batchStats() error {
 	n, c, hw := op.dims()
-	if op.syncBuf == nil {
-		op.syncBuf = make([]float64, c+1)
+	if op.statBuf == nil {
+		op.statBuf = make([]float64, c+1)
 	}
-	buf := op.syncBuf[:c+1]
+	reduce := func(buf []float64) error {
+		if op.st.Sync == nil {
+			return nil
+		}
+		if err := op.st.Sync.AllreduceF64(buf); err != nil {
+			return fmt.Errorf("synchronise batch statistics: %w", err)
+		}
+		return nil
+	}
+	buf := op.statBuf
 	for ch := range c {
 		var s float64
 		for i := range n {
 			s += op.planeA[i*c+ch]
 		}
-		buf[ch] = s * float64(hw)
+		buf[ch] = s
 	}
-	buf[c] = op.count
-	if err := op.st.Sync.AllreduceF64(buf); err != nil {
-		return fmt.Errorf("synchronise batch statistics: %w", err)
+	buf[c] = float64(n)
+	if err := reduce(buf); err != nil {
+		return err
 	}
-	cnt := buf[c]
-	op.count = cnt
+	planes := buf[c] // every plane has hw values, on every rank
 	for ch := range c {
-		op.mean[ch] = buf[ch] / cnt
+		op.mean[ch] = buf[ch] / planes
 	}
-	buf = op.syncBuf[:c]
 	for ch := range c {
 		mean := op.mean[ch]
 		var m2 float64
@@ -287,9 +271,11 @@ func (op *bnOp) syncStats() error {
 		}
 		buf[ch] = m2
 	}
-	if err := op.st.Sync.AllreduceF64(buf); err != nil {
-		return fmt.Errorf("synchronise batch statistics: %w", err)
+	if err := reduce(buf[:c]); err != nil {
+		return err
 	}
+	cnt := planes * float64(hw)
+	op.count = cnt
 	rm, rv, m := op.st.RunningMean, op.st.RunningVar, op.momentum
 	for ch := range c {
 		v := buf[ch] / cnt
