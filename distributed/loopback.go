@@ -54,7 +54,7 @@ func (w *loopWorld) exchange(rank int, v any, combine func([]any) (any, error)) 
 	res, err := w.result, w.err
 	w.readers--
 	if w.readers == 0 {
-		w.arrived = make([]any, w.n)
+		clear(w.arrived)
 		w.cond.Broadcast()
 	}
 	return res, err

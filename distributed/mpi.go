@@ -79,30 +79,32 @@ func (c *mpiComm) Size() int { return c.size }
 // buffers go in several calls.
 const maxCount = math.MaxInt32 / 8
 
-func (c *mpiComm) AllreduceF32(buf []float32) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// inChunks calls call on successive pieces of buf of at most maxCount elements.
+func inChunks[T any](buf []T, name string, call func(p unsafe.Pointer, n C.int) C.int) error {
 	for len(buf) > 0 {
 		n := min(len(buf), maxCount)
-		if rc := C.vggo_allreduce_f32((*C.float)(unsafe.Pointer(&buf[0])), C.int(n)); rc != C.MPI_SUCCESS {
-			return mpiError("MPI_Allreduce", rc)
+		if rc := call(unsafe.Pointer(&buf[0]), C.int(n)); rc != C.MPI_SUCCESS {
+			return mpiError(name, rc)
 		}
 		buf = buf[n:]
 	}
 	return nil
 }
 
+func (c *mpiComm) AllreduceF32(buf []float32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return inChunks(buf, "MPI_Allreduce", func(p unsafe.Pointer, n C.int) C.int {
+		return C.vggo_allreduce_f32((*C.float)(p), n)
+	})
+}
+
 func (c *mpiComm) AllreduceF64(buf []float64) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for len(buf) > 0 {
-		n := min(len(buf), maxCount)
-		if rc := C.vggo_allreduce_f64((*C.double)(unsafe.Pointer(&buf[0])), C.int(n)); rc != C.MPI_SUCCESS {
-			return mpiError("MPI_Allreduce", rc)
-		}
-		buf = buf[n:]
-	}
-	return nil
+	return inChunks(buf, "MPI_Allreduce", func(p unsafe.Pointer, n C.int) C.int {
+		return C.vggo_allreduce_f64((*C.double)(p), n)
+	})
 }
 
 func (c *mpiComm) Broadcast(buf []byte, root int) error {
@@ -111,14 +113,9 @@ func (c *mpiComm) Broadcast(buf []byte, root int) error {
 	if root < 0 || root >= c.size {
 		return fmt.Errorf("distributed: broadcast: root %d outside the world of %d", root, c.size)
 	}
-	for len(buf) > 0 {
-		n := min(len(buf), maxCount)
-		if rc := C.vggo_bcast(unsafe.Pointer(&buf[0]), C.int(n), C.int(root)); rc != C.MPI_SUCCESS {
-			return mpiError("MPI_Bcast", rc)
-		}
-		buf = buf[n:]
-	}
-	return nil
+	return inChunks(buf, "MPI_Bcast", func(p unsafe.Pointer, n C.int) C.int {
+		return C.vggo_bcast(p, n, C.int(root))
+	})
 }
 
 func (c *mpiComm) Barrier() error {

@@ -104,9 +104,6 @@ func (b *gradBucket) addGrads(k int, params []Param) {
 // statistics in the model.
 func (b *gradBucket) finish(parts int) {
 	scale := float32(1 / float64(parts))
-	if parts == 2 {
-		scale = 0.5
-	}
 	for i := range b.buf {
 		b.buf[i] *= scale
 	}

@@ -171,6 +171,9 @@ func TestAccumulationMatchesWholeBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if acc.micro != 2 || whole.micro != 4 {
+		t.Fatalf("forward passes of %d and %d samples, want 2 (accumulated) and 4", acc.micro, whole.micro)
+	}
 	a, b := weightsOf(whole.Model()), weightsOf(acc.Model())
 	var worst float64
 	moved := false

@@ -118,14 +118,9 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 	t := &Trainer{cfg: cfg, opt: opt, comm: opt.world(), bestValue: math.Inf(-1), bestEpoch: -1}
 	var err error
 	if t.root() {
-		if _, err := os.Stat(filepath.Join(cfg.Out, checkpoints.LastName)); err == nil {
-			return nil, t.collective(fmt.Errorf("train: %s already holds a run (last.safetensors); resume it with --resume %s or choose another --out", cfg.Out, cfg.Out))
-		}
-		if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
-			return nil, t.collective(fmt.Errorf("train: create run directory: %w", err))
-		}
+		err = newRunDir(cfg.Out)
 	}
-	if err := t.collective(nil); err != nil {
+	if err := t.collective(err); err != nil {
 		return nil, err
 	}
 	if err := t.collective(t.setup()); err != nil {
@@ -155,6 +150,17 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 		}
 	}
 	return t, nil
+}
+
+// newRunDir creates dir for a fresh run, refusing one that already holds a run.
+func newRunDir(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, checkpoints.LastName)); err == nil {
+		return fmt.Errorf("train: %s already holds a run (last.safetensors); resume it with --resume %s or choose another --out", dir, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("train: create run directory: %w", err)
+	}
+	return nil
 }
 
 func (o Options) world() distributed.Comm {

@@ -34,30 +34,21 @@ func runDistributed(e *env, fn func(e *env, comm distributed.Comm) error) error 
 	return err
 }
 
-// world is comm, or the world of one when comm is nil.
-func world(comm distributed.Comm) distributed.Comm {
-	if comm == nil {
-		return distributed.Single()
-	}
-	return comm
-}
-
 // fromRoot returns rank 0's s on every rank (a default that each rank would compute
 // differently, such as a run directory named after the clock).
 func fromRoot(comm distributed.Comm, s string) (string, error) {
-	b, err := distributed.BroadcastBytes(world(comm), []byte(s), 0)
+	b, err := distributed.BroadcastBytes(comm, []byte(s), 0)
 	return string(b), err
 }
 
 // ensureDemo writes the demo dataset to dir unless it is there, one rank at a time, so
 // that ranks sharing a file system do not write it concurrently.
 func ensureDemo(comm distributed.Comm, dir string) (written bool, err error) {
-	w := world(comm)
-	for r := range w.Size() {
-		if r == w.Rank() {
+	for r := range comm.Size() {
+		if r == comm.Rank() {
 			written, err = data.EnsureDemo(dir, data.DemoConfig{})
 		}
-		if berr := w.Barrier(); berr != nil && err == nil {
+		if berr := comm.Barrier(); berr != nil && err == nil {
 			err = berr
 		}
 	}

@@ -121,7 +121,7 @@ micro-batches whose gradients are summed (a large batch in little memory).`,
 		if *syncBN && !*dist {
 			return usagef("--sync-bn applies to --distributed training only")
 		}
-		// trainWith trains as one rank of comm (nil: a world of one).
+		// trainWith trains as one rank of comm.
 		trainWith := func(e *env, comm distributed.Comm) error {
 			opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm}
 
@@ -261,7 +261,7 @@ micro-batches whose gradients are summed (a large batch in little memory).`,
 		if *dist {
 			return runDistributed(e, trainWith)
 		}
-		return trainWith(e, nil)
+		return trainWith(e, distributed.Single())
 	}
 	return c
 }
