@@ -3,7 +3,6 @@ package ops
 import (
 	"fmt"
 	"hash"
-	"hash/fnv"
 	"io"
 	"math"
 	"runtime"
@@ -260,14 +259,6 @@ func (g *convGeom) tile() int {
 // h. It and the other conv* helpers below are shared with the linear ops.
 func convWriteHash(h hash.Hash, s fmt.Stringer) { _, _ = io.WriteString(h, s.String()) }
 
-func convHashcode(s fmt.Stringer) uint32 {
-	h := fnv.New32a()
-	convWriteHash(h, s)
-	return h.Sum32()
-}
-
-func convTensorType(dims int) G.TensorType { return G.TensorType{Dims: dims, Of: hm.TypeVariable('a')} }
-
 // convOutput is an op's output tensor: allocated on the first run and returned by
 // every later run. If a downstream op has reshaped or transposed the tensor in place
 // (as Gorgonia's Reshape.UnsafeDo would), a fresh header over the same data replaces it.
@@ -391,9 +382,9 @@ func (op *convOp) Arity() int {
 }
 
 func (op *convOp) Type() hm.Type {
-	t4 := convTensorType(4)
+	t4 := anyTensor(4)
 	if op.bias {
-		return hm.NewFnType(t4, t4, convTensorType(1), t4)
+		return hm.NewFnType(t4, t4, anyTensor(1), t4)
 	}
 	return hm.NewFnType(t4, t4, t4)
 }
@@ -403,7 +394,7 @@ func (op *convOp) ReturnsPtr() bool                               { return false
 func (op *convOp) CallsExtern() bool                              { return false }
 func (op *convOp) OverwritesInput() int                           { return -1 }
 func (op *convOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *convOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *convOp) String() string {
 	if op.noDX {
 		return "Conv2D{" + op.convGeom.String() + " nodx}"
@@ -551,6 +542,21 @@ func (b convGradBase) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, fmt.Errorf("ops: %s: second-order gradients are not implemented", b.name)
 }
 
+// inputs2 checks the inputs of a two-input gradient op, an operand named what of shape
+// aShape and the output gradient of shape dyShape, and returns their data.
+func (b convGradBase) inputs2(inputs []G.Value, what string, aShape, dyShape tensor.Shape) (a, dy []float32, err error) {
+	if len(inputs) != 2 {
+		return nil, nil, fmt.Errorf("ops: %s: got %d inputs, want 2", b.name, len(inputs))
+	}
+	if a, err = convInput(b.name, what, inputs[0], aShape); err != nil {
+		return nil, nil, err
+	}
+	if dy, err = convInput(b.name, "output gradient", inputs[1], dyShape); err != nil {
+		return nil, nil, err
+	}
+	return a, dy, nil
+}
+
 // ---------------------------------------------------------------------------------
 // Gradient with respect to x: per image, dcol = Wᵀ·dY then col2im.
 
@@ -572,23 +578,16 @@ var (
 
 func (op *convGradXOp) Arity() int { return 2 }
 func (op *convGradXOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(4), convTensorType(4), convTensorType(4))
+	return hm.NewFnType(anyTensor(4), anyTensor(4), anyTensor(4))
 }
 func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.xShape(), nil }
 func (op *convGradXOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *convGradXOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convGradXOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *convGradXOp) String() string                                 { return "Conv2DGradX{" + op.convGeom.String() + "}" }
 
 func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
-	if len(inputs) != 2 {
-		return nil, fmt.Errorf("ops: conv2d grad x: got %d inputs, want 2", len(inputs))
-	}
-	w, err := convInput("conv2d grad x", "w", inputs[0], op.wShape())
-	if err != nil {
-		return nil, err
-	}
-	dy, err := convInput("conv2d grad x", "output gradient", inputs[1], op.outShape())
+	w, dy, err := op.inputs2(inputs, "w", op.wShape(), op.outShape())
 	if err != nil {
 		return nil, err
 	}
@@ -606,11 +605,8 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 	if op.wino != nil {
 		c := op.wino.dataGrad()
 		u := op.wino.dataGradWeights(op.ws, w)
-		var dya *nhwc
-		if op.dys != nil {
-			dya = op.dys.acquire(op.ws, op.wino, dy, op)
-			defer op.dys.release(op.ws)
-		}
+		dya := op.dys.acquire(op.ws, op.wino, dy, op)
+		defer op.dys.release(op.ws)
 		c.forwardFrom(op.ws, dy, dya, u, nil, float32(math.Inf(-1)), dx)
 		op.ws.put(u)
 		return
@@ -678,23 +674,16 @@ var (
 
 func (op *convGradWOp) Arity() int { return 2 }
 func (op *convGradWOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(4), convTensorType(4), convTensorType(4))
+	return hm.NewFnType(anyTensor(4), anyTensor(4), anyTensor(4))
 }
 func (op *convGradWOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.wShape(), nil }
 func (op *convGradWOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *convGradWOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *convGradWOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *convGradWOp) String() string                                 { return "Conv2DGradW{" + op.convGeom.String() + "}" }
 
 func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
-	if len(inputs) != 2 {
-		return nil, fmt.Errorf("ops: conv2d grad w: got %d inputs, want 2", len(inputs))
-	}
-	x, err := convInput("conv2d grad w", "x", inputs[0], op.xShape())
-	if err != nil {
-		return nil, err
-	}
-	dy, err := convInput("conv2d grad w", "output gradient", inputs[1], op.outShape())
+	x, dy, err := op.inputs2(inputs, "x", op.xShape(), op.outShape())
 	if err != nil {
 		return nil, err
 	}
@@ -709,11 +698,8 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *convGradWOp) backward(x, dy, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
-		var dya *nhwc
-		if op.dys != nil {
-			dya = op.dys.acquire(op.ws, op.wino, dy, op)
-			defer op.dys.release(op.ws)
-		}
+		dya := op.dys.acquire(op.ws, op.wino, dy, op)
+		defer op.dys.release(op.ws)
 		op.wino.filterGradFrom(op.ws, x, dy, dya, dw)
 		return
 	}
@@ -783,13 +769,13 @@ var (
 
 func (op *convGradBOp) Arity() int { return 1 }
 func (op *convGradBOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(4), convTensorType(1))
+	return hm.NewFnType(anyTensor(4), anyTensor(1))
 }
 func (op *convGradBOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.cout}, nil
 }
 func (op *convGradBOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
-func (op *convGradBOp) Hashcode() uint32      { return convHashcode(op) }
+func (op *convGradBOp) Hashcode() uint32      { return hashOp(op) }
 func (op *convGradBOp) String() string        { return "Conv2DGradB{" + op.convGeom.String() + "}" }
 
 func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {

@@ -92,6 +92,24 @@ func convNaive(x, w, b []float32, n, cin, h, wd, cout, kh, kw int, cfg ConvConfi
 	return y, mag, ho, wo
 }
 
+// runForward runs c forward on inputs drawn from seed, checks the output shape and returns
+// the output with convNaive's reference and magnitudes.
+func (c convCase) runForward(t *testing.T, seed uint64) (got []float32, want, mag []float64) {
+	t.Helper()
+	in := c.inputs(seed)
+	got, shape := runForward(t, in, c.build)
+	var b []float32
+	if c.bias {
+		b = in[2].Data().([]float32)
+	}
+	want, mag, ho, wo := convNaive(in[0].Data().([]float32), in[1].Data().([]float32), b,
+		c.n, c.cin, c.h, c.w, c.cout, c.kh, c.kw, c.cfg())
+	if ws := (tensor.Shape{c.n, c.cout, ho, wo}); !shape.Eq(ws) {
+		t.Fatalf("got shape %v, want %v", shape, ws)
+	}
+	return got, want, mag
+}
+
 // runForward builds a forward-only graph over the inputs and returns a copy of the output.
 func runForward(t *testing.T, inputs []*tensor.Dense, build func(*G.ExprGraph, []*G.Node) (*G.Node, error)) ([]float32, tensor.Shape) {
 	t.Helper()
@@ -168,17 +186,7 @@ var convForwardCases = []convCase{
 func TestConv2DForward(t *testing.T) {
 	for i, c := range convForwardCases {
 		t.Run(c.name, func(t *testing.T) {
-			in := c.inputs(uint64(100 + 10*i))
-			got, shape := runForward(t, in, c.build)
-			var b []float32
-			if c.bias {
-				b = in[2].Data().([]float32)
-			}
-			want, mag, ho, wo := convNaive(in[0].Data().([]float32), in[1].Data().([]float32), b,
-				c.n, c.cin, c.h, c.w, c.cout, c.kh, c.kw, c.cfg())
-			if ws := (tensor.Shape{c.n, c.cout, ho, wo}); !shape.Eq(ws) {
-				t.Fatalf("got shape %v, want %v", shape, ws)
-			}
+			got, want, mag := c.runForward(t, uint64(100+10*i))
 			bad := 0
 			for k := range want {
 				if d := math.Abs(float64(got[k]) - want[k]); d > 1e-5*mag[k]+1e-6 || math.IsNaN(float64(got[k])) {

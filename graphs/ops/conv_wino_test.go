@@ -25,17 +25,7 @@ var convWinoCases = []convCase{
 func TestConv2DWinogradForward(t *testing.T) {
 	for i, c := range convWinoCases {
 		t.Run(c.name, func(t *testing.T) {
-			in := c.inputs(uint64(700 + 10*i))
-			got, shape := runForward(t, in, c.build)
-			var b []float32
-			if c.bias {
-				b = in[2].Data().([]float32)
-			}
-			want, mag, ho, wo := convNaive(in[0].Data().([]float32), in[1].Data().([]float32), b,
-				c.n, c.cin, c.h, c.w, c.cout, c.kh, c.kw, c.cfg())
-			if ws := (tensor.Shape{c.n, c.cout, ho, wo}); !shape.Eq(ws) {
-				t.Fatalf("got shape %v, want %v", shape, ws)
-			}
+			got, want, mag := c.runForward(t, uint64(700+10*i))
 			if c.relu {
 				for k := range want {
 					want[k] = max(want[k], 0)

@@ -68,7 +68,7 @@ var _ G.Op = (*convBNOp)(nil)
 
 func (op *convBNOp) Arity() int { return op.convOp.Arity() + 2 }
 func (op *convBNOp) Type() hm.Type {
-	t4, t1 := convTensorType(4), convTensorType(1)
+	t4, t1 := anyTensor(4), anyTensor(1)
 	if op.bias {
 		return hm.NewFnType(t4, t4, t1, t1, t1, t4)
 	}

@@ -44,7 +44,7 @@ func Dropout(x *G.Node, p float64, st *DropoutState, training bool) (*G.Node, er
 	if st == nil {
 		return nil, fmt.Errorf("ops: dropout: nil *DropoutState in training mode (create one per layer)")
 	}
-	op := &dropoutOp{shape: x.Shape(), p: p, st: st, layer: st.Layer}
+	op := &dropoutOp{shape: x.Shape(), p: p, st: st, layer: st.Layer, mask: newDropoutMask(p)}
 	y, err := G.ApplyOp(op, x)
 	if err != nil {
 		return nil, fmt.Errorf("ops: dropout: %w", err)
@@ -99,8 +99,8 @@ type dropoutOp struct {
 	shape tensor.Shape
 	p     float64
 	st    *DropoutState
-	layer uint64 // st.Layer when built, for the hash
-	mask  dropoutMask
+	layer uint64      // st.Layer when built, for the hash
+	mask  dropoutMask // thresh and scale from p; key and off set by every run
 	out   ownedBuf
 }
 
@@ -130,7 +130,6 @@ func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	op.mask = newDropoutMask(op.p)
 	op.mask.key = dropoutKey(op.st.Seed, op.st.Layer, op.st.Step)
 	op.mask.off = int(op.st.Sample) * (op.shape.TotalSize() / op.shape[0])
 	t, y := op.out.get(&op.opHooks, op.shape)
@@ -141,16 +140,9 @@ func (op *dropoutOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *dropoutOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *dropoutOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: dropout: got %d inputs, want 1", len(inputs))
-	}
 	// output is an input of the gradient op only to order it after the forward pass,
 	// whose mask key it reads.
-	dx, err := G.ApplyOp(&dropoutDiffOp{fwd: op}, output, grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: dropout: gradient: %w", err)
-	}
-	return G.Nodes{dx}, nil
+	return unaryGrad("dropout", inputs, &dropoutDiffOp{fwd: op}, output, grad)
 }
 
 // dropoutDiffOp computes dx = dy ⊙ mask / (1-p) with the mask of the forward run.

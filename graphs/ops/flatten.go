@@ -68,12 +68,5 @@ func (op *flattenOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *flattenOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *flattenOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: flatten: got %d inputs, want 1", len(inputs))
-	}
-	dx, err := G.ApplyOp(&flattenOp{from: op.to, to: op.from}, grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: flatten: gradient: %w", err)
-	}
-	return G.Nodes{dx}, nil
+	return unaryGrad("flatten", inputs, &flattenOp{from: op.to, to: op.from}, grad)
 }

@@ -54,12 +54,10 @@ func constOff(name string) int {
 }
 
 type gen struct {
-	b     *bytes.Buffer
-	isa   isa
-	creg  map[string]string // constant name -> register
-	sink  func(i int, reg string)
-	inReg []string
-	tmp   []string
+	b    *bytes.Buffer
+	isa  isa
+	creg map[string]string // constant name -> register
+	sink func(i int, reg string)
 }
 
 func (g *gen) p(format string, args ...any) { fmt.Fprintf(g.b, "\t"+format+"\n", args...) }

@@ -106,9 +106,9 @@ func (op *linearOp) Arity() int {
 }
 
 func (op *linearOp) Type() hm.Type {
-	t2 := convTensorType(2)
+	t2 := anyTensor(2)
 	if op.bias {
-		return hm.NewFnType(t2, t2, convTensorType(1), t2)
+		return hm.NewFnType(t2, t2, anyTensor(1), t2)
 	}
 	return hm.NewFnType(t2, t2, t2)
 }
@@ -118,7 +118,7 @@ func (op *linearOp) ReturnsPtr() bool                               { return fal
 func (op *linearOp) CallsExtern() bool                              { return false }
 func (op *linearOp) OverwritesInput() int                           { return -1 }
 func (op *linearOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *linearOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *linearOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *linearOp) String() string                                 { return "Linear{" + op.linearGeom.String() + "}" }
 func (op *linearOp) DiffWRT(inputs int) []bool                      { return convAllTrue(inputs) }
 
@@ -196,23 +196,16 @@ var (
 
 func (op *linearGradXOp) Arity() int { return 2 }
 func (op *linearGradXOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(2), convTensorType(2), convTensorType(2))
+	return hm.NewFnType(anyTensor(2), anyTensor(2), anyTensor(2))
 }
 func (op *linearGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.xShape(), nil }
 func (op *linearGradXOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *linearGradXOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *linearGradXOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *linearGradXOp) String() string                                 { return "LinearGradX{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindLinear, op.start(), inputs)
-	if len(inputs) != 2 {
-		return nil, fmt.Errorf("ops: linear grad x: got %d inputs, want 2", len(inputs))
-	}
-	w, err := convInput("linear grad x", "w", inputs[0], op.wShape())
-	if err != nil {
-		return nil, err
-	}
-	dy, err := convInput("linear grad x", "output gradient", inputs[1], op.yShape())
+	w, dy, err := op.inputs2(inputs, "w", op.wShape(), op.yShape())
 	if err != nil {
 		return nil, err
 	}
@@ -236,23 +229,16 @@ var (
 
 func (op *linearGradWOp) Arity() int { return 2 }
 func (op *linearGradWOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(2), convTensorType(2), convTensorType(2))
+	return hm.NewFnType(anyTensor(2), anyTensor(2), anyTensor(2))
 }
 func (op *linearGradWOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.wShape(), nil }
 func (op *linearGradWOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *linearGradWOp) Hashcode() uint32                               { return convHashcode(op) }
+func (op *linearGradWOp) Hashcode() uint32                               { return hashOp(op) }
 func (op *linearGradWOp) String() string                                 { return "LinearGradW{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindLinear, op.start(), inputs)
-	if len(inputs) != 2 {
-		return nil, fmt.Errorf("ops: linear grad w: got %d inputs, want 2", len(inputs))
-	}
-	x, err := convInput("linear grad w", "x", inputs[0], op.xShape())
-	if err != nil {
-		return nil, err
-	}
-	dy, err := convInput("linear grad w", "output gradient", inputs[1], op.yShape())
+	x, dy, err := op.inputs2(inputs, "x", op.xShape(), op.yShape())
 	if err != nil {
 		return nil, err
 	}
@@ -276,13 +262,13 @@ var (
 
 func (op *linearGradBOp) Arity() int { return 1 }
 func (op *linearGradBOp) Type() hm.Type {
-	return hm.NewFnType(convTensorType(2), convTensorType(1))
+	return hm.NewFnType(anyTensor(2), anyTensor(1))
 }
 func (op *linearGradBOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.nout}, nil
 }
 func (op *linearGradBOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
-func (op *linearGradBOp) Hashcode() uint32      { return convHashcode(op) }
+func (op *linearGradBOp) Hashcode() uint32      { return hashOp(op) }
 func (op *linearGradBOp) String() string        { return "LinearGradB{" + op.linearGeom.String() + "}" }
 
 func (op *linearGradBOp) Do(inputs ...G.Value) (G.Value, error) {

@@ -285,16 +285,9 @@ func maxPool2x2Plane(y []float32, idx []int32, x []float32, w, oh, ow int) {
 func (op *maxPoolOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *maxPoolOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: maxpool2d: got %d inputs, want 1", len(inputs))
-	}
 	// output is an input of the gradient op only to order it after the forward pass,
 	// whose indices it reads.
-	dx, err := G.ApplyOp(&maxPoolDiffOp{fwd: op}, output, grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: maxpool2d: gradient: %w", err)
-	}
-	return G.Nodes{dx}, nil
+	return unaryGrad("maxpool2d", inputs, &maxPoolDiffOp{fwd: op}, output, grad)
 }
 
 // maxPoolDiffOp scatters dy (pooled shape) into dx (input shape) at the forward pass's

@@ -67,14 +67,7 @@ func (op *reluOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *reluOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: relu: got %d inputs, want 1", len(inputs))
-	}
-	dx, err := G.ApplyOp(&reluDiffOp{shape: op.shape, dims: op.dims}, output, grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: relu: gradient: %w", err)
-	}
-	return G.Nodes{dx}, nil
+	return unaryGrad("relu", inputs, &reluDiffOp{shape: op.shape, dims: op.dims}, output, grad)
 }
 
 // reluDiffOp computes dx = dy where y > 0 (and where y is NaN), else 0. Inputs: y, dy.
@@ -141,6 +134,19 @@ func checkF32Node(op, what string, n *G.Node, dims int) error {
 		return fmt.Errorf("ops: %s: %s %s has shape %v, want %d dimensions", op, what, n.Name(), n.Shape(), dims)
 	}
 	return nil
+}
+
+// unaryGrad is the SymDiff of a one-input op: it checks inputs and returns dx, computed
+// by diff from args.
+func unaryGrad(name string, inputs G.Nodes, diff G.Op, args ...*G.Node) (G.Nodes, error) {
+	if len(inputs) != 1 {
+		return nil, fmt.Errorf("ops: %s: got %d inputs, want 1", name, len(inputs))
+	}
+	dx, err := G.ApplyOp(diff, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ops: %s: gradient: %w", name, err)
+	}
+	return G.Nodes{dx}, nil
 }
 
 func checkArity(op string, inputs []G.Value, n int) error {

@@ -105,14 +105,7 @@ func (op *upsampleOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *upsampleOp) DiffWRT(int) []bool { return []bool{true} }
 
 func (op *upsampleOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: upsample2d: got %d inputs, want 1", len(inputs))
-	}
-	dx, err := G.ApplyOp(&upsampleDiffOp{in: op.in, out: op.out, scale: op.scale}, grad)
-	if err != nil {
-		return nil, fmt.Errorf("ops: upsample2d: gradient: %w", err)
-	}
-	return G.Nodes{dx}, nil
+	return unaryGrad("upsample2d", inputs, &upsampleDiffOp{in: op.in, out: op.out, scale: op.scale}, grad)
 }
 
 // upsampleDiffOp sums dy (shape out) over scale×scale blocks into dx (shape in).

@@ -5,7 +5,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"github.com/vggo/vggo/graphs/ops/gemm"
 )
@@ -669,15 +668,16 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []
 		}
 		run(-1, -1)
 	} else if c.chunks(T, true, worker) > 1 {
-		copy(du, parts[0])
-		for _, p := range parts[1:] {
-			parallelFor(len(du), func(lo, hi int) {
-				d := du[lo:hi]
+		// One pass over du, adding the parts in goroutine order.
+		parallelFor(len(du), func(lo, hi int) {
+			d := du[lo:hi]
+			copy(d, parts[0][lo:hi])
+			for _, p := range parts[1:] {
 				for i, v := range p[lo:hi] {
 					d[i] += v
 				}
-			})
-		}
+			}
+		})
 		for _, p := range parts {
 			ws.put(p)
 		}
@@ -844,14 +844,9 @@ func (c *wgConv) tileRows(ws *Workspace, par bool, scratchF int, segs []segment,
 	})
 }
 
-// f32ptr returns a pointer to s[i] without a bounds check on the far end (the caller
-// guarantees the assembly stays inside s).
-func f32ptr(s []float32, i int) *float32 {
-	return (*float32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), 4*i))
-}
-
 // dyShare lends the channels-last copy of a layer's output gradient to its two Winograd
-// gradient ops: whichever runs first gathers it, the second reuses and frees it.
+// gradient ops: whichever runs first gathers it, the second reuses and frees it. A nil
+// *dyShare (a layer with one gradient op) shares nothing: acquire returns nil.
 type dyShare struct {
 	mu    sync.Mutex
 	key   uintptr // the dY data it was gathered from
@@ -861,6 +856,9 @@ type dyShare struct {
 }
 
 func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nhwc {
+	if sh == nil {
+		return nil
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.a.data != nil && sh.key == addr(dy) && sh.uses == 1 && sh.first != user {
@@ -878,6 +876,9 @@ func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nh
 }
 
 func (sh *dyShare) release(ws *Workspace) {
+	if sh == nil {
+		return
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.uses >= 2 && sh.a.data != nil {

@@ -2,7 +2,11 @@
 
 package ops
 
-import "golang.org/x/sys/cpu"
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
 
 // pickWinogradKernels chooses the AVX-512 (16-lane) or AVX2 (8-lane) transforms when the
 // CPU has them, else the portable Go ones; the 8x8 transpose needs AVX.
@@ -97,3 +101,9 @@ func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)
 
 //go:noescape
 func maskZ(dx, dy, y *float32, n int)
+
+// f32ptr returns a pointer to s[i] without a bounds check on the far end (the caller
+// guarantees the assembly stays inside s).
+func f32ptr(s []float32, i int) *float32 {
+	return (*float32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), 4*i))
+}
