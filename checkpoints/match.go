@@ -43,8 +43,9 @@ func (d Diff) OK() bool {
 // f's order for the unexpected ones). Leave out of f what should not be compared
 // (optimizer state, num_batches_tracked) with File.Filter first.
 func Match(want []Spec, f *File) Diff {
-	have := make(map[string]Spec, len(f.Tensors))
-	for _, s := range f.Specs() {
+	specs := f.Specs()
+	have := make(map[string]Spec, len(specs))
+	for _, s := range specs {
 		have[s.Name] = s
 	}
 	var d Diff
@@ -59,7 +60,7 @@ func Match(want []Spec, f *File) Diff {
 			d.Mismatched = append(d.Mismatched, Mismatch{Name: w.Name, Want: w, Got: g})
 		}
 	}
-	for _, s := range f.Specs() {
+	for _, s := range specs {
 		if !wanted[s.Name] {
 			d.Unexpected = append(d.Unexpected, s)
 		}

@@ -125,15 +125,16 @@ func Check(ctx context.Context, ds Dataset, opts CheckOptions) (*Report, error) 
 		if opts.Progress != nil {
 			opts.Progress(done, n)
 		}
-		for _, err := range res.errs {
-			p := Problem{Index: res.i, ID: ds.Sample(res.i).ID, Path: ds.Sample(res.i).ImagePath, Err: err}
-			var se *SampleError
-			if errors.As(err, &se) {
-				p.Path = se.Path
-			}
-			r.Problems = append(r.Problems, p)
-		}
 		if res.errs != nil {
+			s := ds.Sample(res.i)
+			for _, err := range res.errs {
+				p := Problem{Index: res.i, ID: s.ID, Path: s.ImagePath, Err: err}
+				var se *SampleError
+				if errors.As(err, &se) {
+					p.Path = se.Path
+				}
+				r.Problems = append(r.Problems, p)
+			}
 			continue
 		}
 		if r.MaxH == 0 {
@@ -195,7 +196,7 @@ func (r *Report) Print(w io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if r.Task == Segmentation {
-		var total int64 = r.Ignored
+		total := r.Ignored
 		for _, c := range r.Pixels {
 			total += c
 		}

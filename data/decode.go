@@ -273,16 +273,11 @@ func decodeMask(b []byte, classes int) (*image.Gray, *[256]int64, error) {
 	default:
 		return nil, nil, errorf(ErrFormat, "mask decodes to %T; %s", img, maskHint)
 	}
-	var hist [256]int64
-	for y := 0; y < m.Rect.Dy(); y++ {
-		for _, v := range m.Pix[y*m.Stride : y*m.Stride+m.Rect.Dx()] {
-			hist[v]++
-		}
-	}
-	if err := checkValues(&hist, classes); err != nil {
+	hist := histogram(m)
+	if err := checkValues(hist, classes); err != nil {
 		return nil, nil, err
 	}
-	return m, &hist, nil
+	return m, hist, nil
 }
 
 func checkValues(hist *[256]int64, classes int) error {

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"errors"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -82,7 +83,7 @@ func TestOpenFolderErrors(t *testing.T) {
 	}
 	_, err = f.Load(1)
 	var se *SampleError
-	if !asSampleError(err, &se) || se.ID != "dog/z.jpg" || !strings.Contains(err.Error(), "z.jpg") {
+	if !errors.As(err, &se) || se.ID != "dog/z.jpg" || !strings.Contains(err.Error(), "z.jpg") {
 		t.Errorf("bad image: got %v", err)
 	}
 }

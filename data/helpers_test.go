@@ -3,7 +3,6 @@ package data
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"hash/crc32"
 	"image"
 	"image/jpeg"
@@ -130,11 +129,10 @@ func pngHeader(w, h uint32, depth, ctype byte) []byte {
 
 // memDataset is an in-memory dataset of synthetic samples of various sizes.
 type memDataset struct {
-	task  Task
-	n     int
-	sizes func(i int) (w, h int)
-	load  func(i int) // called by Load, for counting
-	bad   map[int]bool
+	task Task
+	n    int
+	load func(i int) // called by Load, for counting
+	bad  map[int]bool
 }
 
 func (d *memDataset) Len() int { return d.n }
@@ -156,9 +154,6 @@ func (d *memDataset) Load(i int) (Example, error) {
 		return Example{}, &SampleError{ID: idOf(i), Path: "mem/" + idOf(i) + ".jpg", Err: errorf(ErrCorrupt, "corrupt JPEG: synthetic")}
 	}
 	w, h := 37+i%5*7, 29+i%3*11
-	if d.sizes != nil {
-		w, h = d.sizes(i)
-	}
 	img := synthImage(w, h)
 	for k := range img.Pix { // make samples differ
 		if k%4 != 3 {
@@ -175,5 +170,3 @@ func (d *memDataset) Load(i int) (Example, error) {
 }
 
 func idOf(i int) string { return "s" + string(rune('a'+i/26%26)) + string(rune('a'+i%26)) }
-
-func asSampleError(err error, se **SampleError) bool { return errors.As(err, se) }

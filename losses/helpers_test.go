@@ -64,26 +64,33 @@ func inputs(g *G.ExprGraph, x, y *tensor.Dense) (*G.Node, *G.Node) {
 	return xn, yn
 }
 
-// forwardOnly evaluates a loss on a graph without gradients and returns the node's
-// float32 value and the float64 total from the op state.
-type forwardOnly struct {
-	vm   G.VM
-	x    *G.Node
-	loss *G.Node
-}
-
-func newForwardOnly(t *testing.T, b builder, x, y *tensor.Dense) *forwardOnly {
+// buildGraph makes a graph holding the logits and labels nodes bound to x and y, and
+// the loss b builds from them.
+func buildGraph(t *testing.T, b builder, x, y *tensor.Dense) (g *G.ExprGraph, xn, loss *G.Node) {
 	t.Helper()
-	g := G.NewGraph()
+	g = G.NewGraph()
 	xn, yn := inputs(g, x, y)
 	loss, err := b(xn, yn)
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
-	return &forwardOnly{vm: G.NewTapeMachine(g), x: xn, loss: loss}
+	return g, xn, loss
 }
 
-func (f *forwardOnly) eval(t *testing.T) (float32, Terms) {
+// forwardOnly evaluates a loss on a graph without gradients and returns its terms,
+// read in float64 from the op state.
+type forwardOnly struct {
+	vm   G.VM
+	loss *G.Node
+}
+
+func newForwardOnly(t *testing.T, b builder, x, y *tensor.Dense) *forwardOnly {
+	t.Helper()
+	g, _, loss := buildGraph(t, b, x, y)
+	return &forwardOnly{vm: G.NewTapeMachine(g), loss: loss}
+}
+
+func (f *forwardOnly) eval(t *testing.T) Terms {
 	t.Helper()
 	defer f.vm.Reset()
 	if err := f.vm.RunAll(); err != nil {
@@ -93,19 +100,14 @@ func (f *forwardOnly) eval(t *testing.T) (float32, Terms) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.loss.Value().Data().(float32), terms
+	return terms
 }
 
 // withGrad evaluates scale·loss and its gradient with respect to the logits, as
 // training does: G.Grad, then a TapeMachine with BindDualValues.
 func withGrad(t *testing.T, b builder, x, y *tensor.Dense, scale float32) (float32, []float32) {
 	t.Helper()
-	g := G.NewGraph()
-	xn, yn := inputs(g, x, y)
-	loss, err := b(xn, yn)
-	if err != nil {
-		t.Fatalf("build: %v", err)
-	}
+	g, xn, loss := buildGraph(t, b, x, y)
 	cost := loss
 	if scale != 1 {
 		cost = G.Must(G.Mul(loss, G.NewConstant(scale)))
@@ -137,9 +139,9 @@ func fdGrad(t *testing.T, b builder, x, y *tensor.Dense, scale, eps float64) []f
 	for i, v := range data {
 		hi, lo := float32(float64(v)+eps), float32(float64(v)-eps)
 		data[i] = hi
-		_, th := f.eval(t)
+		th := f.eval(t)
 		data[i] = lo
-		_, tl := f.eval(t)
+		tl := f.eval(t)
 		data[i] = v
 		grad[i] = scale * (th.Total - tl.Total) / (float64(hi) - float64(lo))
 	}

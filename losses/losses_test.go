@@ -302,7 +302,8 @@ func TestLabelOutOfRange(t *testing.T) {
 	if _, err := CrossEntropy(x2, y2, CEOptions{IgnoreIndex: NoIgnore}); err != nil {
 		t.Fatal(err)
 	}
-	if le, ok := AsLabelError(G.NewTapeMachine(g2).RunAll()); !ok || le.Label != 255 {
+	err = G.NewTapeMachine(g2).RunAll()
+	if le, ok := AsLabelError(err); !ok || le.Label != 255 {
 		t.Errorf("NoIgnore: run error %v, want label 255 out of range", err)
 	}
 }
@@ -427,7 +428,7 @@ func TestCostValueAfterRun(t *testing.T) {
 		return g, loss, cost, params
 	}
 
-	g, loss, cost, params := build(false)
+	g, loss, cost, _ := build(false)
 	vm := G.NewTapeMachine(g)
 	if err := vm.RunAll(); err != nil {
 		t.Fatal(err)
@@ -435,7 +436,7 @@ func TestCostValueAfterRun(t *testing.T) {
 	wantLoss := loss.Value().Data().(float32)
 	wantCost := cost.Value().Data().(float32)
 
-	g, loss, cost, params = build(true)
+	g, loss, cost, params := build(true)
 	vm = G.NewTapeMachine(g, G.BindDualValues(params...))
 	for step := range 3 {
 		if err := vm.RunAll(); err != nil {

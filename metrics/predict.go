@@ -24,6 +24,12 @@ func ArgmaxNCHW(logits []float32, n, c, h, w int, dst []int) error {
 	if err := checkNCHW("ArgmaxNCHW", len(logits), n, c, h, w, len(dst), n*h*w); err != nil {
 		return err
 	}
+	argmaxNCHW(logits, n, c, h, w, dst)
+	return nil
+}
+
+// argmaxNCHW is ArgmaxNCHW on checked arguments.
+func argmaxNCHW(logits []float32, n, c, h, w int, dst []int) {
 	hw := h * w
 	for i := range n {
 		x := logits[i*c*hw : (i+1)*c*hw]
@@ -38,7 +44,6 @@ func ArgmaxNCHW(logits []float32, n, c, h, w int, dst []int) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Argmax writes the class of the largest logit of every row of logits (n, c) into dst
@@ -47,7 +52,8 @@ func Argmax(logits []float32, n, c int, dst []int) error {
 	if err := checkNCHW("Argmax", len(logits), n, c, 1, 1, len(dst), n); err != nil {
 		return err
 	}
-	return ArgmaxNCHW(logits, n, c, 1, 1, dst)
+	argmaxNCHW(logits, n, c, 1, 1, dst)
+	return nil
 }
 
 // SoftmaxNCHW writes the softmax over the class axis of logits (n, c, h, w) into dst,
@@ -57,6 +63,12 @@ func SoftmaxNCHW(logits []float32, n, c, h, w int, dst []float32) error {
 	if err := checkNCHW("SoftmaxNCHW", len(logits), n, c, h, w, len(dst), len(logits)); err != nil {
 		return err
 	}
+	softmaxNCHW(logits, n, c, h, w, dst)
+	return nil
+}
+
+// softmaxNCHW is SoftmaxNCHW on checked arguments.
+func softmaxNCHW(logits []float32, n, c, h, w int, dst []float32) {
 	hw := h * w
 	for i := range n {
 		base := i * c * hw
@@ -75,7 +87,6 @@ func SoftmaxNCHW(logits []float32, n, c, h, w int, dst []float32) error {
 			}
 		}
 	}
-	return nil
 }
 
 // Softmax writes the softmax of every row of logits (n, c) into dst (n, c); dst may be
@@ -84,7 +95,8 @@ func Softmax(logits []float32, n, c int, dst []float32) error {
 	if err := checkNCHW("Softmax", len(logits), n, c, 1, 1, len(dst), len(logits)); err != nil {
 		return err
 	}
-	return SoftmaxNCHW(logits, n, c, 1, 1, dst)
+	softmaxNCHW(logits, n, c, 1, 1, dst)
+	return nil
 }
 
 // TopClasses returns the indices of the k largest scores, largest first, ties to the

@@ -35,7 +35,9 @@ func TestBenchTiny(t *testing.T) {
 				t.Errorf("got gflop/image %v, peak RSS %v, threads %d, kernel %q: want all set", res.GFLOPPerImage, res.PeakRSSMiB, res.Threads, res.GemmKernel)
 			}
 			steps := res.Config.Steps
-			check := func(phase string, want bool, rate, gflops float64, stepsMS []float64, split []KindTime) {
+			// check requires of a phase that ran: positive rates, every step timed, and
+			// conv, framework and the given kinds in the split.
+			check := func(phase string, want bool, rate, gflops float64, stepsMS []float64, split []KindTime, kinds ...string) {
 				if !want {
 					if rate != 0 || len(stepsMS) != 0 || len(split) != 0 {
 						t.Errorf("%s: skipped phase has results: rate %v, %d steps, split %v", phase, rate, len(stepsMS), split)
@@ -45,27 +47,18 @@ func TestBenchTiny(t *testing.T) {
 				if rate <= 0 || gflops <= 0 || len(stepsMS) != steps {
 					t.Errorf("%s: got rate %v, gflops %v, %d step times; want positive, positive, %d", phase, rate, gflops, len(stepsMS), steps)
 				}
-				kinds := map[string]bool{}
+				have := map[string]bool{}
 				for _, k := range split {
-					kinds[k.Kind] = true
+					have[k.Kind] = true
 				}
-				for _, k := range []string{"conv", FrameworkKind} {
-					if !kinds[k] {
+				for _, k := range append([]string{"conv", FrameworkKind}, kinds...) {
+					if !have[k] {
 						t.Errorf("%s: split %v has no %q", phase, split, k)
 					}
 				}
 			}
-			check("train", tc.wantTrain, res.TrainImagesPS, res.TrainGFLOPS, res.TrainStepsMS, res.TrainSplitMS)
+			check("train", tc.wantTrain, res.TrainImagesPS, res.TrainGFLOPS, res.TrainStepsMS, res.TrainSplitMS, "loss", "optimizer")
 			check("infer", tc.wantInfer, res.InferImagesPS, res.InferGFLOPS, res.InferStepsMS, res.InferSplitMS)
-			if tc.wantTrain {
-				kinds := map[string]bool{}
-				for _, k := range res.TrainSplitMS {
-					kinds[k.Kind] = true
-				}
-				if !kinds["loss"] || !kinds["optimizer"] {
-					t.Errorf("train split %v lacks loss or optimizer", res.TrainSplitMS)
-				}
-			}
 			b, err := json.Marshal(res)
 			if err != nil {
 				t.Fatal(err)
@@ -135,22 +128,30 @@ func benchSelected(name string) bool {
 	return regexp.MustCompile(`(?i)\b` + regexp.QuoteMeta(name) + `\b`).MatchString(pat)
 }
 
+// presetModel skips a big preset that -bench does not name, and returns the preset's
+// normalized configuration and its model.
+func presetModel(b *testing.B, p BenchPreset) (BenchConfig, *graphs.Model) {
+	b.Helper()
+	if p.Big && !benchSelected(p.Name) {
+		b.Skip("big config: name it in -bench to run it")
+	}
+	cfg, err := p.Cfg.normalized()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := graphs.New(cfg.Model)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg, m
+}
+
 // BenchmarkTrain times one training step (forward, backward, SGD) of each preset. The
 // big presets (C1-C5) run only when -bench names them: go test -bench 'Train/C1$' -benchtime 5x.
 func BenchmarkTrain(b *testing.B) {
 	for _, p := range BenchPresets() {
 		b.Run(p.Name, func(b *testing.B) {
-			if p.Big && !benchSelected(p.Name) {
-				b.Skip("big config: name it in -bench to run it")
-			}
-			cfg, err := p.Cfg.normalized()
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := graphs.New(cfg.Model)
-			if err != nil {
-				b.Fatal(err)
-			}
+			cfg, m := presetModel(b, p)
 			s, err := newTrainSession(m, cfg, nil)
 			if err != nil {
 				b.Fatal(err)
@@ -179,17 +180,7 @@ func BenchmarkTrain(b *testing.B) {
 func BenchmarkInfer(b *testing.B) {
 	for _, p := range BenchPresets() {
 		b.Run(p.Name, func(b *testing.B) {
-			if p.Big && !benchSelected(p.Name) {
-				b.Skip("big config: name it in -bench to run it")
-			}
-			cfg, err := p.Cfg.normalized()
-			if err != nil {
-				b.Fatal(err)
-			}
-			m, err := graphs.New(cfg.Model)
-			if err != nil {
-				b.Fatal(err)
-			}
+			cfg, m := presetModel(b, p)
 			s, err := newInferSession(m, cfg, (*ops.Profile)(nil))
 			if err != nil {
 				b.Fatal(err)

@@ -103,7 +103,6 @@ func (r *EvalResult) Metric() (name string, value float64) {
 // image's own size, the padding left out.
 func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string, progress func(done, total int)) (*EvalResult, error) {
 	start := time.Now()
-	ds := l.Dataset()
 	classes := len(names)
 	res := &EvalResult{Task: e.m.Info.Task}
 	if res.Task == graphs.Segmentation {
@@ -112,7 +111,7 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		res.TopK = metrics.NewTopK(classes)
 	}
 	var pred []int
-	done, total := 0, ds.Len()
+	total := l.Dataset().Len()
 	for b, err := range l.Epoch(ctx, 0, 0) {
 		if err != nil {
 			return nil, err
@@ -139,10 +138,9 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		} else if err := res.TopK.Add(logits, b.N, classes, b.Labels); err != nil {
 			return nil, fmt.Errorf("train: evaluate: %w", err)
 		}
-		done += b.N
 		res.Images += b.N
 		if progress != nil {
-			progress(done, total)
+			progress(res.Images, total)
 		}
 	}
 	var err error

@@ -76,7 +76,7 @@ func (p *lineProgress) update(done int, status string) {
 	}
 	p.last = time.Now()
 	eta := ""
-	if done > 0 && done < p.total {
+	if done > 0 { // and done < p.total, from the test above
 		left := time.Duration(float64(time.Since(p.start)) * float64(p.total-done) / float64(done))
 		eta = fmt.Sprintf(" eta %s", left.Round(time.Second))
 	}

@@ -103,10 +103,7 @@ func (s Schedule) Validate() error {
 			return bad("warmup factor %v must lie in (0, 1]", s.WarmupFactor)
 		}
 	}
-	kind := s.Kind
-	if kind == "" {
-		kind = "constant"
-	}
+	kind := s.kindName()
 	unused := func(name string, set bool, usedBy string) error {
 		if set && kind != usedBy {
 			return bad("%s is set, but only the %s schedule uses it (leave it 0)", name, usedBy)

@@ -63,7 +63,7 @@ func ClassNames(f *checkpoints.File, classes int) []string {
 	if f != nil {
 		_ = json.Unmarshal([]byte(f.Metadata[MetaClassNames]), &names)
 	}
-	if len(names) == 0 && classes <= len(data.VOCClasses()) {
+	if len(names) == 0 && classes <= data.VOCNumClasses {
 		names = data.VOCClasses()
 	}
 	return NamesFor(names, classes)

@@ -39,7 +39,7 @@ Examples:
 	vggo bench --config C1 --infer-only --batch 8`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		preset := fs.String("config", "", "a preset from the list above; other flags override its fields")
 		model := fs.String("model", "vgg16", "architecture: "+strings.Join(graphs.Names(), ", "))
 		batch := fs.Int("batch", 4, "training batch (and inference batch unless --infer-batch)")

@@ -80,7 +80,7 @@ Examples:
 	vggo eval --checkpoint vgg16.safetensors --model vgg16 --kind folder --data ~/imagenet --classes 1000`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		ckpt := fs.String("checkpoint", "", "training checkpoint or weights file (.safetensors)")
 		root := fs.String("data", "", "dataset root")
 		kind := fs.String("kind", "voc", "dataset kind: voc or folder")

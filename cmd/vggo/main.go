@@ -125,16 +125,30 @@ func printCommandHelp(w io.Writer, c *command) {
 	fmt.Fprintf(w, "usage: vggo %s %s\n\n%s\n", c.name, c.usage, strings.TrimSpace(c.long))
 }
 
-// newFlags returns a flag set whose -h prints the command's help and flag list to stdout.
-func newFlags(e *env, c *command) *flag.FlagSet {
+// newFlags returns a silent flag set for c: parseFlags reports its errors and prints
+// its help.
+func newFlags(c *command) *flag.FlagSet {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into usage errors and -h into help.
+// parseFlags parses args, turning flag errors into usage errors and -h into help. It
+// refuses positional arguments.
 func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
+	if err := parseFlagsArgs(e, c, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// parseFlagsArgs is parseFlags for a command that takes positional arguments: it
+// leaves them in fs.Args().
+func parseFlagsArgs(e *env, c *command, fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printCommandHelp(e.stdout, c)
@@ -144,9 +158,6 @@ func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
 			return flag.ErrHelp
 		}
 		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
 }

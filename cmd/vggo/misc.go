@@ -24,7 +24,7 @@ Example:
 	vggo export --checkpoint runs/unet/best.safetensors --out unet.safetensors`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		ckpt := fs.String("checkpoint", "", "training checkpoint")
 		out := fs.String("out", "", "output file")
 		mf := addModelFlags(fs)
@@ -61,9 +61,9 @@ Example:
 	vggo report runs/vgg19-unet-20261121-101500`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
-		if err := fs.Parse(args); err != nil {
-			return parseFlags(e, c, fs, args)
+		fs := newFlags(c)
+		if err := parseFlagsArgs(e, c, fs, args); err != nil {
+			return err
 		}
 		if fs.NArg() != 1 {
 			return usagef("want one run directory")
@@ -91,7 +91,7 @@ Example:
 	vggo demo-data --out demo && vggo train --data demo --epochs 5`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		out := fs.String("out", "", "output directory (must be empty or an earlier demo)")
 		ntrain := fs.Int("train", 200, "training images")
 		nval := fs.Int("val", 50, "validation images")
@@ -140,7 +140,7 @@ Examples:
 			}
 			return usagef("the only data subcommand is check")
 		}
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		root := fs.String("data", "", "dataset root")
 		split := fs.String("split", "train", "split to check")
 		kind := fs.String("kind", "voc", "dataset kind: voc or folder")

@@ -39,7 +39,7 @@ Examples:
 	vggo predict --checkpoint runs/vgg16/best.safetensors --input cat.jpg --json`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		ckpt := fs.String("checkpoint", "", "training checkpoint or weights file (.safetensors)")
 		input := fs.String("input", "", "an image file or a directory of images")
 		out := fs.String("out", "predictions", "output directory for masks (segmentation)")

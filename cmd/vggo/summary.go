@@ -27,7 +27,7 @@ Examples:
 	vggo summary --model vgg19-unet --width 0.125 --input 128x128`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		model := fs.String("model", "vgg19-unet", "architecture: "+strings.Join(graphs.Names(), ", "))
 		input := fs.String("input", "", "input size HxW (default: the model's, 224x224 or 512x512)")
 		classes := fs.Int("classes", 0, "number of classes (default: 1000 for classifiers, 21 for segmentation)")

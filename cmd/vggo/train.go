@@ -68,7 +68,7 @@ one process with --accum set to the number of ranks. --accum K splits each step 
 micro-batches whose gradients are summed (a large batch in little memory).`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(e, c)
+		fs := newFlags(c)
 		model := fs.String("model", "vgg19-unet", "architecture: "+strings.Join(graphs.Names(), ", "))
 		root := fs.String("data", "", "dataset root (VOC2012, VOCdevkit or its parent; or an image folder); default: the demo dataset")
 		kind := fs.String("kind", "voc", "dataset kind: voc or folder")
