@@ -68,7 +68,10 @@ func TestPlanMemoryExact(t *testing.T) {
 					if err := vm.RunAll(); err != nil {
 						t.Fatal(err)
 					}
-					terms, _ := losses.LastTerms(loss)
+					terms, err := losses.LastTerms(loss)
+					if err != nil || terms.Total == 0 {
+						t.Fatalf("loss after step %d: %v, %v", step, terms.Total, err)
+					}
 					r.losses = append(r.losses, terms.Total)
 					for j, g := range grads {
 						params[j].Grad = g.Value().Data().([]float32)
