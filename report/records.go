@@ -26,6 +26,9 @@ type EpochRecord struct {
 	// AllreduceMS is the mean time per step rank 0 spent in the gradient allreduce
 	// (data-parallel runs only).
 	AllreduceMS float64 `json:"allreduce_ms_per_step,omitempty"`
+	// GradNorm is the mean global L2 norm of the gradients before clipping (runs with
+	// gradient clipping only).
+	GradNorm *float64 `json:"grad_norm,omitempty"`
 
 	ValLoss *float64 `json:"val_loss,omitempty"`
 
@@ -64,7 +67,7 @@ func (r EpochRecord) validate() error {
 		v    *float64
 	}{
 		{"lr", &r.LR}, {"train_loss", &r.TrainLoss}, {"seconds", &r.Seconds},
-		{"images_per_s", &r.ImagesPerS}, {"val_loss", r.ValLoss},
+		{"images_per_s", &r.ImagesPerS}, {"grad_norm", r.GradNorm}, {"val_loss", r.ValLoss},
 		{"miou", r.MIoU}, {"pixel_acc", r.PixelAcc}, {"mean_acc", r.MeanAcc},
 		{"fwiou", r.FWIoU}, {"top1", r.Top1}, {"top5", r.Top5},
 	} {

@@ -1,11 +1,13 @@
 // Package train runs vggo's training: optimizers whose state can be saved, learning-rate
-// schedules that are pure functions of the step, evaluation, and the loop that ties the
-// model, the data loader, the loss and the checkpoints together with exact resume.
+// schedules that are pure functions of the step, evaluation, and a loop with hooks that
+// ties the model, the data loader, the loss and the checkpoints together with exact
+// resume.
 package train
 
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/vggo/vggo/data"
@@ -29,7 +31,7 @@ type DataConfig struct {
 }
 
 // Config is everything that defines a run. It is saved as RUNDIR/config.json and in every
-// checkpoint, so that a run can be rebuilt and resumed from either.
+// checkpoint, so that a run can be rebuilt and resumed from either. Start from Recipe.
 type Config struct {
 	Model  graphs.Config `json:"model"`
 	Data   DataConfig    `json:"data"`
@@ -41,58 +43,165 @@ type Config struct {
 	Accum int `json:"accum,omitempty"`
 	// SyncBN normalises with the statistics of the whole global batch across ranks.
 	SyncBN    bool            `json:"sync_bn,omitempty"`
-	EvalBatch int             `json:"eval_batch"`
+	EvalBatch int             `json:"eval_batch"` // 0: 1 for segmentation, Batch for classifiers
 	CropH     int             `json:"crop_h"`
 	CropW     int             `json:"crop_w"`
 	Optimizer OptimizerConfig `json:"optimizer"`
 	// NoDecayBiasBN exempts biases and batch-norm parameters from weight decay.
 	NoDecayBiasBN bool     `json:"no_decay_bias_bn,omitempty"`
-	Schedule      Schedule `json:"schedule"` // TotalSteps is filled in from the data
+	Schedule      Schedule `json:"schedule"` // TotalSteps, StepSize, WarmupSteps are derived
 	WarmupEpochs  float64  `json:"warmup_epochs,omitempty"`
-	// StepEveryEpochs is the step schedule's decay period in epochs (StepSize is derived).
+	// StepEveryEpochs is the step schedule's decay period in epochs (0: a third of the
+	// run, fixed when the run starts).
 	StepEveryEpochs float64     `json:"step_every_epochs,omitempty"`
 	Loss            losses.Spec `json:"loss"`
 	Seed            uint64      `json:"seed"`
 	Out             string      `json:"out"`
 	SaveEvery       int         `json:"save_every,omitempty"` // also save last every this many steps
-	Keep            int         `json:"keep"`                 // numbered checkpoints kept
+	Keep            int         `json:"keep"`                 // numbered checkpoints kept (0: none)
 	EvalEvery       int         `json:"eval_every"`           // epochs
 	Pretrained      string      `json:"pretrained,omitempty"`
+	// EMA, when in (0, 1), keeps an exponential moving average of the weights (and
+	// batch-norm buffers) with this decay; evaluation and best.safetensors use it.
+	EMA float64 `json:"ema,omitempty"`
+	// ClipGradNorm, when positive, scales the gradients so that their global L2 norm is
+	// at most this (torch.nn.utils.clip_grad_norm_).
+	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	// EarlyStop, when positive, stops the run after this many evaluations without an
+	// improvement of the validation score.
+	EarlyStop int `json:"early_stop,omitempty"`
 }
 
-// Validate checks the configuration before anything is read or allocated.
+// Recipe returns the usual configuration for training arch with the given optimizer
+// ("sgd", "adam" or "adamw"): for segmentation SGD momentum 0.9, lr 0.01, weight decay
+// 1e-4, poly schedule, 512x512 crops; for classifiers the same with weight decay 5e-4,
+// a step schedule (x0.1 every third of the run), 224x224 crops and image folders. demo
+// selects the small setting of the built-in demo data (width 1/8, 128x128, 12 epochs).
+// The data root and the output directory are left to the caller.
+func Recipe(arch, optimizer string, demo bool) (Config, error) {
+	info, err := graphs.Lookup(arch)
+	if err != nil {
+		return Config{}, err
+	}
+	seg := info.Task == graphs.Segmentation
+	c := Config{
+		Model:  graphs.Config{Arch: info.Name, Mult: 1},
+		Data:   DataConfig{Kind: "voc", TrainSplit: "train", ValSplit: "val", Augment: "full", Workers: 2},
+		Epochs: 30, Batch: 8, CropH: 512, CropW: 512,
+		Optimizer: DefaultOptimizerConfig(optimizer),
+		Schedule:  Schedule{Kind: "poly", BaseLR: 0.01},
+		Loss:      losses.Spec{Kind: losses.KindCE},
+		Seed:      1, Keep: 3, EvalEvery: 1,
+	}
+	if optimizer == "sgd" {
+		c.Optimizer.Momentum, c.Optimizer.WeightDecay = 0.9, 1e-4
+	}
+	if !seg {
+		c.Data.Kind, c.CropH, c.CropW, c.Schedule.Kind = "folder", 224, 224, "step"
+		if optimizer == "sgd" {
+			c.Optimizer.WeightDecay = 5e-4
+		}
+	}
+	if demo {
+		c.Model.Mult, c.Epochs, c.CropH, c.CropW = 0.125, 12, 128, 128
+	}
+	return c, nil
+}
+
+// Validate checks the configuration before anything is read or allocated: every number
+// finite and in range, every name known, no option set that its setting does not use.
 func (c *Config) Validate() error {
 	var errs []string
-	if c.Epochs < 1 {
-		errs = append(errs, fmt.Sprintf("epochs %d < 1", c.Epochs))
-	}
-	if c.Batch < 1 {
-		errs = append(errs, fmt.Sprintf("batch %d < 1", c.Batch))
-	}
-	if c.Accum < 0 {
-		errs = append(errs, fmt.Sprintf("accum %d < 0", c.Accum))
-	}
-	if c.Out == "" {
-		errs = append(errs, "no output directory (--out)")
-	}
-	if c.EvalEvery < 0 || c.Keep < 0 || c.SaveEvery < 0 {
-		errs = append(errs, "eval-every, keep and save-every must be >= 0")
-	}
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	c.validateCounts(bad)
+	c.validateNumbers(bad)
 	if _, err := data.ParseAugment(c.Data.Augment); err != nil {
-		errs = append(errs, err.Error())
+		bad("%v", err)
 	}
 	switch c.Data.Kind {
 	case "voc", "folder":
 	default:
-		errs = append(errs, fmt.Sprintf("unknown data kind %q (valid: voc, folder)", c.Data.Kind))
+		bad("unknown data kind %q (valid: voc, folder)", c.Data.Kind)
 	}
 	if _, err := NewOptimizer(c.Optimizer); err != nil {
-		errs = append(errs, err.Error())
+		bad("%v", err)
+	}
+	if _, _, err := c.Model.Normalize(); err != nil {
+		bad("%v", err)
+	}
+	if c.Schedule.Kind != "step" && (c.StepEveryEpochs != 0 || c.Schedule.Gamma != 0) {
+		bad("step-every and gamma apply to the step schedule only")
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("train: invalid configuration: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+func (c *Config) validateCounts(bad func(string, ...any)) {
+	for _, f := range []struct {
+		name   string
+		v, min int
+	}{
+		{"epochs", c.Epochs, 1}, {"batch", c.Batch, 1}, {"accum", c.Accum, 0}, {"eval-batch", c.EvalBatch, 0},
+		{"workers", c.Data.Workers, 0}, {"save-every", c.SaveEvery, 0}, {"keep", c.Keep, 0},
+		{"eval-every", c.EvalEvery, 0}, {"early-stop", c.EarlyStop, 0}, {"crop height", c.CropH, 1}, {"crop width", c.CropW, 1},
+	} {
+		if f.v < f.min {
+			bad("%s %d: want >= %d", f.name, f.v, f.min)
+		}
+	}
+	if c.Out == "" {
+		bad("no output directory (--out)")
+	}
+}
+
+func (c *Config) validateNumbers(bad func(string, ...any)) {
+	o, s := c.Optimizer, c.Schedule
+	for _, f := range []struct {
+		name     string
+		v        float64
+		lo, hi   float64
+		loOpen   bool
+		hiOpen   bool
+		skipZero bool // 0 means "not set" and is fine
+	}{
+		{"lr", s.BaseLR, 0, math.Inf(1), true, true, false},
+		{"momentum", o.Momentum, 0, 1, false, true, false},
+		{"weight-decay", o.WeightDecay, 0, math.Inf(1), false, true, false},
+		{"warmup", c.WarmupEpochs, 0, float64(c.Epochs), false, true, false},
+		{"step-every", c.StepEveryEpochs, 0, math.Inf(1), true, true, true},
+		{"gamma", s.Gamma, 0, 1, true, false, true},
+		{"label-smoothing", c.Loss.LabelSmoothing, 0, 1, false, true, false},
+		{"dice-weight", c.Loss.DiceWeight, 0, math.Inf(1), false, true, false},
+		{"width", c.Model.Mult, 0, 1, true, false, false},
+		{"dropout", c.Model.Dropout, 0, 1, false, true, false},
+		{"ema", c.EMA, 0, 1, false, true, false},
+		{"clip-grad-norm", c.ClipGradNorm, 0, math.Inf(1), false, true, false},
+	} {
+		if f.skipZero && f.v == 0 {
+			continue
+		}
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < f.lo || f.v > f.hi || f.loOpen && f.v == f.lo || f.hiOpen && f.v == f.hi {
+			bad("%s %v: want a finite number in %s", f.name, f.v, interval(f.lo, f.hi, f.loOpen, f.hiOpen))
+		}
+	}
+	for i, w := range c.Loss.ClassWeights {
+		if w := float64(w); math.IsNaN(w) || math.IsInf(w, 0) || w < 0 {
+			bad("class weight %d is %v: want a finite number >= 0", i, w)
+		}
+	}
+}
+
+func interval(lo, hi float64, loOpen, hiOpen bool) string {
+	l, r := "[", "]"
+	if loOpen {
+		l = "("
+	}
+	if hiOpen {
+		r = ")"
+	}
+	return fmt.Sprintf("%s%v, %v%s", l, lo, hi, r)
 }
 
 // MarshalIndent is the config.json form.

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	G "gorgonia.org/gorgonia"
-
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
-	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/metrics"
 )
 
@@ -17,30 +14,25 @@ import (
 // activation buffers) at once.
 const maxEvalGraphs = 4
 
-// Evaluator runs a model in evaluation mode. Graphs are built once per input shape and
+// Evaluator runs a model in evaluation mode. Sessions are built once per input shape and
 // kept (the few most recent), since a graph's shape is fixed and VOC images come in a
 // handful of sizes.
 type Evaluator struct {
 	m     *graphs.Model
-	cache map[[3]int]*evalGraph
+	cache map[[3]int]*Session
 	order [][3]int
-}
-
-type evalGraph struct {
-	gr *graphs.Graph
-	vm G.VM
 }
 
 // NewEvaluator returns an evaluator over m's parameters; it sees their current values
 // at every call.
 func NewEvaluator(m *graphs.Model) *Evaluator {
-	return &Evaluator{m: m, cache: map[[3]int]*evalGraph{}}
+	return &Evaluator{m: m, cache: map[[3]int]*Session{}}
 }
 
-// Close releases the cached graphs.
+// Close releases the cached sessions.
 func (e *Evaluator) Close() {
-	for k, g := range e.cache {
-		g.vm.Close()
+	for k, s := range e.cache {
+		s.Close()
 		delete(e.cache, k)
 	}
 	e.order = nil
@@ -50,33 +42,29 @@ func (e *Evaluator) Close() {
 // until the next call: (n, classes) or (n, classes, h, w).
 func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
 	key := [3]int{n, h, w}
-	eg, ok := e.cache[key]
+	s, ok := e.cache[key]
 	if !ok {
-		gr, err := e.m.Build(n, h, w, graphs.Eval)
-		if err != nil {
+		var err error
+		if s, err = NewEvalSession(e.m, n, h, w, SessionOptions{}); err != nil {
 			return nil, err
 		}
-		ops.PlanMemory(gr.G)
-		eg = &evalGraph{gr: gr, vm: G.NewTapeMachine(gr.G)}
 		if len(e.order) == maxEvalGraphs {
-			old := e.order[0]
-			e.cache[old].vm.Close()
-			delete(e.cache, old)
+			e.cache[e.order[0]].Close()
+			delete(e.cache, e.order[0])
 			e.order = e.order[1:]
 		}
-		e.cache[key] = eg
+		e.cache[key] = s
 		e.order = append(e.order, key)
 	}
-	in := eg.gr.InputT.Data().([]float32)
+	in := s.Input()
 	if len(images) != len(in) {
 		return nil, fmt.Errorf("train: evaluate: %d input floats for a %dx3x%dx%d batch", len(images), n, h, w)
 	}
 	copy(in, images)
-	eg.vm.Reset()
-	if err := eg.vm.RunAll(); err != nil {
+	if err := s.Run(); err != nil {
 		return nil, fmt.Errorf("train: evaluate %dx%dx%d: %w", n, h, w, err)
 	}
-	return eg.gr.Logits.Value().Data().([]float32), nil
+	return s.Logits(), nil
 }
 
 // EvalResult is the outcome of one pass over an evaluation set.

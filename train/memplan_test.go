@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
@@ -38,7 +39,7 @@ func TestPlanMemoryExact(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				loss, err := losses.Build(gr.Logits, benchLabels(m, gr), losses.Spec{})
+				loss, err := losses.Build(gr.Logits, randomLabels(m, gr), losses.Spec{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -125,4 +126,18 @@ func TestPlanMemoryExact(t *testing.T) {
 			}
 		})
 	}
+}
+
+// randomLabels returns the labels node of a training graph, random classes.
+func randomLabels(m *graphs.Model, gr *graphs.Graph) *G.Node {
+	shape := []int{gr.Batch}
+	if m.Info.Task == graphs.Segmentation {
+		shape = []int{gr.Batch, gr.H, gr.W}
+	}
+	t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))
+	r := rand.New(rand.NewPCG(7, 0x1abe1))
+	for i, lab := 0, t.Ints(); i < len(lab); i++ {
+		lab[i] = r.IntN(m.Config.Classes)
+	}
+	return G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...), G.WithValue(t), G.WithName("labels"))
 }

@@ -113,6 +113,22 @@ func (b *gradBucket) finish(parts int) {
 	}
 }
 
+// collective returns err on the rank that had it and an error on every other rank when
+// any rank had one, so that a failure on one rank does not leave the others waiting in
+// a collective call.
+func (t *Trainer) collective(err error) error {
+	failed, aerr := t.anyRank(err != nil)
+	switch {
+	case err != nil:
+		return err
+	case aerr != nil:
+		return aerr
+	case failed:
+		return fmt.Errorf("train: another rank failed (rank 0's output has its error)")
+	}
+	return nil
+}
+
 // root reports whether this process writes the run directory (rank 0).
 func (t *Trainer) root() bool { return t.comm.Rank() == 0 }
 

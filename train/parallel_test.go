@@ -171,8 +171,8 @@ func TestAccumulationMatchesWholeBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if acc.micro != 2 || whole.micro != 4 {
-		t.Fatalf("forward passes of %d and %d samples, want 2 (accumulated) and 4", acc.micro, whole.micro)
+	if acc.step.micro != 2 || whole.step.micro != 4 {
+		t.Fatalf("forward passes of %d and %d samples, want 2 (accumulated) and 4", acc.step.micro, whole.step.micro)
 	}
 	a, b := weightsOf(whole.Model()), weightsOf(acc.Model())
 	var worst float64
@@ -298,11 +298,7 @@ func TestRanksResume(t *testing.T) {
 		return context.Background()
 	}, func(r int, o *Options) {
 		if r == 1 {
-			o.AfterStep = func(epoch, step int) {
-				if epoch == 1 && step == 1 {
-					cancel(fmt.Errorf("test interrupt"))
-				}
-			}
+			o.Hooks = []Hook{interruptAt(1, 1, func() { cancel(fmt.Errorf("test interrupt")) })}
 		}
 	})
 	for r, err := range errs {
@@ -320,8 +316,8 @@ func TestRanksResume(t *testing.T) {
 				rerrs[r] = err
 				return
 			}
-			if tr.epoch != 1 || tr.epochStep != 1 {
-				rerrs[r] = fmt.Errorf("resumed at epoch %d step %d, want 1, 1", tr.epoch, tr.epochStep)
+			if p := tr.Progress(); p.Epoch != 1 || p.EpochStep != 1 {
+				rerrs[r] = fmt.Errorf("resumed at epoch %d step %d, want 1, 1", p.Epoch, p.EpochStep)
 			}
 			resumed[r] = tr
 			_, rerrs[r] = tr.Run(context.Background())

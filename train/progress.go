@@ -1,6 +1,7 @@
 package train
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"github.com/vggo/vggo/graphs"
 )
 
 // progress shows how far a training or evaluation pass is: a progress bar on a terminal,
@@ -84,3 +87,92 @@ func (p *lineProgress) update(done int, status string) {
 }
 
 func (p *lineProgress) finish(line string) { fmt.Fprintln(p.w, line) }
+
+// progressHooks show the run: a line at the start, a bar (or periodic lines) per epoch,
+// a summary line per epoch.
+func (t *Trainer) progressHooks() []Hook {
+	var bar progress
+	var start time.Time
+	var startStep int
+	return []Hook{
+		{"progress", AtStart, 0, func(t *Trainer, _ *Event) error { t.printStart(); return nil }},
+		{"progress", AtEpochStart, 0, func(t *Trainer, _ *Event) error {
+			bar = newProgress(t.Log(), t.opt.Terminal, t.data.steps, fmt.Sprintf("epoch %d/%d", t.state.Epoch+1, t.cfg.Epochs))
+			start, startStep = time.Now(), t.state.EpochStep
+			return nil
+		}},
+		{"progress", AfterStep, 20, func(t *Trainer, _ *Event) error {
+			s := t.state
+			rate := float64((s.EpochStep-startStep)*t.cfg.Batch) / time.Since(start).Seconds()
+			bar.update(s.EpochStep, fmt.Sprintf("loss %.4f  %.1f img/s", s.LossSum/float64(s.LossCount), rate))
+			return nil
+		}},
+		{"progress", AtEpochEnd, 0, func(t *Trainer, ev *Event) error {
+			r := ev.Record
+			line := fmt.Sprintf("epoch %d/%d: loss %.4f, %.1f img/s, %.0fs", r.Epoch, t.cfg.Epochs, r.TrainLoss, r.ImagesPerS, r.Seconds)
+			if r.GradNorm != nil {
+				line += fmt.Sprintf(", grad norm %.3g", *r.GradNorm)
+			}
+			if r.AllreduceMS > 0 {
+				line += fmt.Sprintf(", allreduce %.1f ms/step", r.AllreduceMS)
+			}
+			if bar == nil { // a resumed run ending an epoch it had finished training
+				fmt.Fprintln(t.Log(), line)
+				return nil
+			}
+			bar.finish(line)
+			bar = nil
+			return nil
+		}},
+	}
+}
+
+func (t *Trainer) printStart() {
+	cfg := t.cfg
+	k, _ := cfg.Model.Divisor()
+	fmt.Fprintf(t.Log(), "training %s (%d classes, width 1/%d) on %s: %d steps of %d per epoch, %d epochs, %s lr %g, %s schedule\n",
+		cfg.Model.Arch, cfg.Model.Classes, k, cfg.Data.Root, t.data.steps, cfg.Batch, cfg.Epochs,
+		t.step.optim.Name(), cfg.Schedule.BaseLR, t.step.sched.kindName())
+	if parts := t.comm.Size() * t.step.accum; parts > 1 {
+		sync := ""
+		if cfg.SyncBN && t.comm.Size() > 1 {
+			sync = ", batch norm synchronised across ranks"
+		}
+		fmt.Fprintf(t.Log(), "each step: %d rank(s) x %d micro-batch(es) of %d samples, gradients averaged%s\n",
+			t.comm.Size(), t.step.accum, t.step.micro, sync)
+	}
+}
+
+// evaluate scores the model on the validation split with a progress display; in a
+// data-parallel run each rank scores its share and the counts are merged. A cancelled
+// ctx (on any rank) stops it between batches: it then returns stopped.
+func (t *Trainer) evaluate(ctx context.Context) (ev *EvalResult, stopped bool, err error) {
+	ev = emptyEval(t.model.Info.Task, len(t.names))
+	var bar progress
+	if l := t.data.val; l != nil { // a rank's share may be empty when ranks outnumber images
+		bar = newProgress(t.Log(), t.opt.Terminal, l.Dataset().Len(), "  eval")
+		update := func(done, total int) { bar.update(done, "") }
+		if ev, err = Evaluate(ctx, t.eval, l, t.names, update); err != nil && ctx.Err() == nil {
+			return nil, false, err
+		}
+	}
+	if stopped, err = t.anyRank(ctx.Err() != nil); stopped || err != nil {
+		if bar != nil {
+			bar.finish("  eval: stopped")
+		}
+		return nil, stopped, err
+	}
+	if err := reduceEval(t.comm, ev, t.names); err != nil {
+		return nil, false, err
+	}
+	if bar == nil {
+		return ev, false, nil
+	}
+	name, v := ev.Metric()
+	if ev.Task == graphs.Segmentation {
+		bar.finish(fmt.Sprintf("  eval: mIoU %.4f, pixel acc %.4f, mean acc %.4f on %d images (%.0fs)", v, ev.Seg.PixelAcc, ev.Seg.MeanAcc, ev.Images, ev.Seconds))
+	} else {
+		bar.finish(fmt.Sprintf("  eval: %s %.4f, top5 %.4f on %d images (%.0fs)", name, v, ev.Cls.Top5, ev.Images, ev.Seconds))
+	}
+	return ev, false, nil
+}

@@ -83,7 +83,6 @@ func (s Schedule) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("train: lr schedule %s: "+format, append([]any{s.kindName()}, args...)...)
 	}
-	finite := func(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 	switch s.Kind {
 	case "", "constant", "step", "poly", "cosine":
 	default:
@@ -120,7 +119,12 @@ func (s Schedule) Validate() error {
 			return u
 		}
 	}
-	switch kind {
+	return s.validateKind(bad)
+}
+
+// validateKind checks the fields the schedule's kind needs.
+func (s Schedule) validateKind(bad func(format string, args ...any) error) error {
+	switch s.kindName() {
 	case "step":
 		if s.StepSize <= 0 {
 			return bad("step size %d must be positive (steps between decays)", s.StepSize)

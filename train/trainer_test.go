@@ -81,6 +81,16 @@ func records(t *testing.T, dir string) []report.EpochRecord {
 	return rs
 }
 
+// interruptAt is a hook that calls stop after step (1-based) of epoch (0-based).
+func interruptAt(epoch, step int, stop func()) Hook {
+	return Hook{Name: "test-interrupt", At: AfterStep, Priority: 50, Run: func(t *Trainer, _ *Event) error {
+		if t.state.Epoch == epoch && t.state.EpochStep == step {
+			stop()
+		}
+		return nil
+	}}
+}
+
 func runFresh(t *testing.T, cfg Config, opt Options) (*Trainer, error) {
 	t.Helper()
 	tr, err := New(cfg, opt)
@@ -118,11 +128,7 @@ func TestResumeMidEpochIsExact(t *testing.T) {
 
 	cfg := tinyConfig(t, t.TempDir())
 	ctx, cancel := context.WithCancelCause(context.Background())
-	tr2, err := New(cfg, Options{AfterStep: func(epoch, step int) {
-		if epoch == 1 && step == 2 {
-			cancel(errors.New("interrupt signal received"))
-		}
-	}})
+	tr2, err := New(cfg, Options{Hooks: []Hook{interruptAt(1, 2, func() { cancel(errors.New("interrupt signal received")) })}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,8 +140,8 @@ func TestResumeMidEpochIsExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Metadata[MetaEpoch] != "1" || f.Metadata[MetaEpochStep] != "2" {
-		t.Fatalf("checkpoint at epoch %s step %s, want 1 and 2", f.Metadata[MetaEpoch], f.Metadata[MetaEpochStep])
+	if p, err := readProgress(f.Metadata); err != nil || p.Epoch != 1 || p.EpochStep != 2 {
+		t.Fatalf("checkpoint at epoch %d step %d (%v), want 1 and 2", p.Epoch, p.EpochStep, err)
 	}
 	var log strings.Builder
 	tr3, err := Resume(cfg.Out, Overrides{Workers: 1}, Options{Log: &log})

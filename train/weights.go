@@ -18,16 +18,7 @@ const (
 	MetaConfig     = "vggo.config"      // the train.Config as JSON (training checkpoints)
 	MetaModel      = "vggo.model"       // the graphs.Config as JSON (every vggo file)
 	MetaClassNames = "vggo.class_names" // the class names as a JSON array
-	MetaEpoch      = "vggo.epoch"       // epoch to resume at (0-based)
-	MetaEpochStep  = "vggo.epoch_step"  // step within that epoch to resume at
-	MetaGlobalStep = "vggo.global_step" // optimizer steps done
-	MetaSeed       = "vggo.seed"
-	MetaBestMetric = "vggo.best_metric"
-	MetaBestValue  = "vggo.best_value"
-	MetaBestEpoch  = "vggo.best_epoch"
-	MetaLossSum    = "vggo.epoch_loss_sum" // running loss of the interrupted epoch
-	MetaLossCount  = "vggo.epoch_loss_count"
-	MetaSeconds    = "vggo.epoch_seconds"
+	MetaSeed       = "vggo.seed"        // the run's seed (training checkpoints)
 )
 
 // modelTensors returns the model's parameters and buffers as checkpoint tensors, in
@@ -71,7 +62,7 @@ func ClassNames(f *checkpoints.File, classes int) []string {
 
 // isWeight tells model tensors from optimizer state and PyTorch's batch counters.
 func isWeight(name string) bool {
-	return !strings.HasPrefix(name, StatePrefix) && !strings.HasSuffix(name, "num_batches_tracked")
+	return !strings.HasPrefix(name, StatePrefix) && !strings.HasPrefix(name, EMAPrefix) && !strings.HasSuffix(name, "num_batches_tracked")
 }
 
 // LoadWeights copies the tensors of f into the model in place. Every parameter and buffer

@@ -10,12 +10,11 @@ import (
 	"text/tabwriter"
 
 	"github.com/vggo/vggo/graphs"
-	"github.com/vggo/vggo/train"
 )
 
 func benchCmd() *command {
 	var presets []string
-	for _, p := range train.BenchPresets() {
+	for _, p := range BenchPresets() {
 		presets = append(presets, fmt.Sprintf("\t%-4s %s", p.Name, p.Doc))
 	}
 	c := &command{
@@ -30,7 +29,7 @@ mean time per step spent in each kind of op, and the process's peak resident mem
 
 Run one configuration per process: peak memory is the process's maximum so far.
 
-Presets (--config), the configurations of issue 7:
+Presets (--config), the configurations vggo is compared with PyTorch on:
 ` + strings.Join(presets, "\n") + `
 
 Examples:
@@ -40,81 +39,22 @@ Examples:
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		fs := newFlags(c)
-		preset := fs.String("config", "", "a preset from the list above; other flags override its fields")
-		model := fs.String("model", "vgg16", "architecture: "+strings.Join(graphs.Names(), ", "))
-		batch := fs.Int("batch", 4, "training batch (and inference batch unless --infer-batch)")
-		inferBatch := fs.Int("infer-batch", 0, "inference batch (default: --batch)")
-		input := fs.String("input", "", "input size HxW (default: the model's)")
-		width := fs.Float64("width", 1, "channel-width multiplier 1/k (0.25 divides every width by 4)")
-		classes := fs.Int("classes", 0, "number of classes (default: 1000 for classifiers, 21 for segmentation)")
-		steps := fs.Int("steps", 10, "timed steps per phase")
-		warmup := fs.Int("warmup", 2, "untimed steps before them")
-		trainOnly := fs.Bool("train-only", false, "skip inference")
-		inferOnly := fs.Bool("infer-only", false, "skip training")
+		bf := defineBenchFlags(fs)
 		asJSON := fs.Bool("json", false, "print the result as JSON")
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
 		}
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		cfg := train.BenchConfig{}
-		if *preset != "" {
-			p, err := train.LookupBenchPreset(*preset)
-			if err != nil {
-				return usagef("--config: %v", err)
-			}
-			cfg = p.Cfg
+		cfg, err := bf.config(set)
+		if err != nil {
+			return err
 		}
-		if *preset == "" || set["model"] {
-			cfg.Model.Arch = *model
-		}
-		if *preset == "" || set["width"] {
-			cfg.Model.Mult = *width
-		}
-		if *preset == "" || set["classes"] {
-			cfg.Model.Classes = *classes
-		}
-		if *preset == "" || set["batch"] {
-			cfg.Batch = *batch
-			if !set["infer-batch"] {
-				cfg.InferBatch = 0
-			}
-		}
-		if set["infer-batch"] {
-			cfg.InferBatch = *inferBatch
-		}
-		if *input != "" {
-			h, w, err := parseHW(*input)
-			if err != nil {
-				return usagef("--input: %v", err)
-			}
-			cfg.H, cfg.W = h, w
-			if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == graphs.Classification {
-				cfg.Model.InputH, cfg.Model.InputW = h, w
-			}
-		} else if *preset == "" {
-			cfg.H, cfg.W = 0, 0
-		}
-		if *steps < 1 {
-			return usagef("--steps %d: want at least 1", *steps)
-		}
-		if *warmup < 0 {
-			return usagef("--warmup %d: want at least 0", *warmup)
-		}
-		if *trainOnly && *inferOnly {
-			return usagef("--train-only and --infer-only exclude each other")
-		}
-		cfg.Steps = *steps
-		cfg.Warmup = *warmup
-		if *warmup == 0 {
-			cfg.Warmup = -1 // BenchConfig's 0 means the default
-		}
-		cfg.SkipTrain, cfg.SkipInfer = *inferOnly, *trainOnly
 		log := e.stderr
 		if *asJSON {
 			log = io.Discard
 		}
-		res, err := train.Bench(ctx, cfg, log)
+		res, err := Bench(ctx, cfg, log)
 		if err != nil {
 			return err
 		}
@@ -128,8 +68,86 @@ Examples:
 	return c
 }
 
+type benchFlags struct {
+	preset, model, input                      *string
+	batch, inferBatch, classes, steps, warmup *int
+	width                                     *float64
+	trainOnly, inferOnly                      *bool
+}
+
+func defineBenchFlags(fs *flag.FlagSet) *benchFlags {
+	return &benchFlags{
+		preset:     fs.String("config", "", "a preset from the list above; other flags override its fields"),
+		model:      fs.String("model", "vgg16", "architecture: "+strings.Join(graphs.Names(), ", ")),
+		batch:      fs.Int("batch", 4, "training batch (and inference batch unless --infer-batch)"),
+		inferBatch: fs.Int("infer-batch", 0, "inference batch (default: --batch)"),
+		input:      fs.String("input", "", "input size HxW (default: the model's)"),
+		width:      fs.Float64("width", 1, "channel-width multiplier 1/k (0.25 divides every width by 4)"),
+		classes:    fs.Int("classes", 0, "number of classes (default: 1000 for classifiers, 21 for segmentation)"),
+		steps:      fs.Int("steps", 10, "timed steps per phase"),
+		warmup:     fs.Int("warmup", 2, "untimed steps before them"),
+		trainOnly:  fs.Bool("train-only", false, "skip inference"),
+		inferOnly:  fs.Bool("infer-only", false, "skip training"),
+	}
+}
+
+// config is the benchmark the flags describe: the preset, if any, with the flags given
+// (set) replacing its fields.
+func (f *benchFlags) config(set map[string]bool) (BenchConfig, error) {
+	cfg := BenchConfig{}
+	own := *f.preset == ""
+	if !own {
+		p, err := LookupBenchPreset(*f.preset)
+		if err != nil {
+			return cfg, usagef("--config: %v", err)
+		}
+		cfg = p.Cfg
+	}
+	if own || set["model"] {
+		cfg.Model.Arch = *f.model
+	}
+	if own || set["width"] {
+		cfg.Model.Mult = *f.width
+	}
+	if own || set["classes"] {
+		cfg.Model.Classes = *f.classes
+	}
+	if own || set["batch"] {
+		cfg.Batch, cfg.InferBatch = *f.batch, 0
+	}
+	if set["infer-batch"] {
+		cfg.InferBatch = *f.inferBatch
+	}
+	if *f.input != "" {
+		h, w, err := parseHW(*f.input)
+		if err != nil {
+			return cfg, usagef("--input: %v", err)
+		}
+		cfg.H, cfg.W = h, w
+		if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == graphs.Classification {
+			cfg.Model.InputH, cfg.Model.InputW = h, w
+		}
+	} else if own {
+		cfg.H, cfg.W = 0, 0
+	}
+	switch {
+	case *f.steps < 1:
+		return cfg, usagef("--steps %d: want at least 1", *f.steps)
+	case *f.warmup < 0:
+		return cfg, usagef("--warmup %d: want at least 0", *f.warmup)
+	case *f.trainOnly && *f.inferOnly:
+		return cfg, usagef("--train-only and --infer-only exclude each other")
+	}
+	cfg.Steps, cfg.Warmup = *f.steps, *f.warmup
+	if *f.warmup == 0 {
+		cfg.Warmup = -1 // BenchConfig's 0 means the default
+	}
+	cfg.SkipTrain, cfg.SkipInfer = *f.inferOnly, *f.trainOnly
+	return cfg, nil
+}
+
 // printBench writes a bench result as a readable table.
-func printBench(w io.Writer, r *train.BenchResult) error {
+func printBench(w io.Writer, r *BenchResult) error {
 	cfg := r.Config
 	title := fmt.Sprintf("%s %dx%d", r.Arch, r.H, r.W)
 	if k, err := cfg.Model.Divisor(); err == nil && k > 1 {
@@ -153,7 +171,7 @@ func printBench(w io.Writer, r *train.BenchResult) error {
 	for _, ph := range []struct {
 		name  string
 		step  float64
-		split []train.KindTime
+		split []KindTime
 	}{{"train", r.TrainStepMS, r.TrainSplitMS}, {"infer", r.InferStepMS, r.InferSplitMS}} {
 		if len(ph.split) == 0 {
 			continue

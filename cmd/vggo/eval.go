@@ -119,32 +119,12 @@ Examples:
 		if err != nil {
 			return err
 		}
-		names := train.NamesFor(ds.ClassNames(), m.Config.Classes)
-		ev := train.NewEvaluator(m)
-		defer ev.Close()
-		var bar func(done, total int)
-		if train.IsTerminal(e.stderr) {
-			bar = func(done, total int) { fmt.Fprintf(e.stderr, "\revaluating %d/%d", done, total) }
-		}
-		res, err := train.Evaluate(ctx, ev, l, names, bar)
-		if bar != nil {
-			fmt.Fprintln(e.stderr)
-		}
+		res, err := evaluateSplit(ctx, e, m, l, train.NamesFor(ds.ClassNames(), m.Config.Classes))
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			var b []byte
-			if seg {
-				b, err = json.MarshalIndent(res.Seg, "", "  ")
-			} else {
-				b, err = json.MarshalIndent(res.Cls, "", "  ")
-			}
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Fprintf(e.stdout, "%s\n", b)
-			return err
+			return printJSON(e, res)
 		}
 		fmt.Fprintf(e.stdout, "%s on %s/%s: %d images in %.1fs\n", m.Config.Arch, *root, *split, res.Images, res.Seconds)
 		if seg {
@@ -153,4 +133,33 @@ Examples:
 		return res.Cls.WriteTable(e.stdout)
 	}
 	return c
+}
+
+// evaluateSplit scores m on every batch of l, with a counter on a terminal.
+func evaluateSplit(ctx context.Context, e *env, m *graphs.Model, l *data.Loader, names []string) (*train.EvalResult, error) {
+	ev := train.NewEvaluator(m)
+	defer ev.Close()
+	var bar func(done, total int)
+	if train.IsTerminal(e.stderr) {
+		bar = func(done, total int) { fmt.Fprintf(e.stderr, "\revaluating %d/%d", done, total) }
+	}
+	res, err := train.Evaluate(ctx, ev, l, names, bar)
+	if bar != nil {
+		fmt.Fprintln(e.stderr)
+	}
+	return res, err
+}
+
+// printJSON prints the scores of res as one JSON object.
+func printJSON(e *env, res *train.EvalResult) error {
+	var v any = res.Cls
+	if res.Task == graphs.Segmentation {
+		v = res.Seg
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
+	return err
 }

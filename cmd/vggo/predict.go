@@ -66,61 +66,77 @@ Examples:
 				return err
 			}
 		}
-		ev := train.NewEvaluator(m)
-		defer ev.Close()
-		task := data.Classification
-		if seg {
-			task = data.Segmentation
-		}
-		tf := data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}
-		classes := m.Config.Classes
+		pr := &predictor{e: e, m: m, names: names, ev: train.NewEvaluator(m), out: *out, overlay: *overlay, asJSON: *asJSON}
+		defer pr.ev.Close()
 		for _, p := range paths {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			img, err := data.ReadImage(p)
-			if err != nil {
+			if err := pr.predict(p); err != nil {
 				return err
 			}
-			chw, h, w, err := data.Preprocess(img, tf, task)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			logits, err := ev.Logits(chw, 1, h, w)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			if !seg {
-				if err := printTop5(e, p, logits[:classes], names, *asJSON); err != nil {
-					return err
-				}
-				continue
-			}
-			pred := make([]int, h*w)
-			if err := metrics.ArgmaxNCHW(logits, 1, classes, h, w, pred); err != nil {
-				return err
-			}
-			b := img.Bounds()
-			mask := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
-			for y := 0; y < b.Dy(); y++ {
-				for x := 0; x < b.Dx(); x++ {
-					mask.Pix[y*mask.Stride+x] = uint8(pred[y*w+x])
-				}
-			}
-			base := strings.TrimSuffix(filepath.Base(p), filepath.Ext(p))
-			if err := writeMaskPNG(filepath.Join(*out, base+".png"), mask); err != nil {
-				return err
-			}
-			if *overlay {
-				if err := writeOverlay(filepath.Join(*out, base+"_overlay.jpg"), img, mask); err != nil {
-					return err
-				}
-			}
-			fmt.Fprintf(e.stdout, "%s -> %s\n", p, filepath.Join(*out, base+".png"))
 		}
 		return nil
 	}
 	return c
+}
+
+// predictor runs a model on image files and writes or prints what it predicts.
+type predictor struct {
+	e       *env
+	m       *graphs.Model
+	names   []string
+	ev      *train.Evaluator
+	out     string
+	overlay bool
+	asJSON  bool
+}
+
+func (pr *predictor) predict(p string) error {
+	m := pr.m
+	seg := m.Info.Task == graphs.Segmentation
+	task := data.Classification
+	if seg {
+		task = data.Segmentation
+	}
+	img, err := data.ReadImage(p)
+	if err != nil {
+		return err
+	}
+	chw, h, w, err := data.Preprocess(img, data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}, task)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	logits, err := pr.ev.Logits(chw, 1, h, w)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
+	}
+	classes := m.Config.Classes
+	if !seg {
+		return printTop5(pr.e, p, logits[:classes], pr.names, pr.asJSON)
+	}
+	pred := make([]int, h*w)
+	if err := metrics.ArgmaxNCHW(logits, 1, classes, h, w, pred); err != nil {
+		return err
+	}
+	b := img.Bounds()
+	mask := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
+	for y := 0; y < b.Dy(); y++ {
+		for x := 0; x < b.Dx(); x++ {
+			mask.Pix[y*mask.Stride+x] = uint8(pred[y*w+x])
+		}
+	}
+	base := filepath.Join(pr.out, strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)))
+	if err := writeMaskPNG(base+".png", mask); err != nil {
+		return err
+	}
+	if pr.overlay {
+		if err := writeOverlay(base+"_overlay.jpg", img, mask); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(pr.e.stdout, "%s -> %s\n", p, base+".png")
+	return nil
 }
 
 // imagePaths is the image itself, or the JPEG and PNG files of a directory, sorted.

@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
-	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/train"
 )
 
@@ -44,8 +40,16 @@ With no flags it writes the demo dataset (200 + 50 synthetic 128x128 VOC-style i
 to the user cache directory, trains vgg19-unet at width 1/8 for a few minutes and
 prints the validation mIoU.
 
-Ctrl-C finishes the current step, saves last.safetensors and prints the command that
-resumes the run exactly where it stopped (same data order, augmentation and dropout).
+Ctrl-C (or SIGTERM, or SIGHUP when the terminal closes) finishes the current step, saves
+last.safetensors and prints the command that resumes the run exactly where it stopped
+(same data order, augmentation and dropout); during an evaluation it stops the
+evaluation, and the resumed run evaluates again. A second Ctrl-C exits at once;
+last.safetensors then still holds at least the last completed epoch.
+
+--ema DECAY keeps an exponential moving average of the weights for evaluation and
+best.safetensors; --clip-grad-norm MAX clips the gradients' global L2 norm (logged as
+grad_norm in metrics.jsonl); --early-stop N stops after N evaluations without a better
+validation score.
 
 Defaults follow the usual recipes: segmentation SGD momentum 0.9, lr 0.01, weight decay
 1e-4, poly schedule (power 0.9); classifiers SGD momentum 0.9, lr 0.01, weight decay
@@ -59,6 +63,7 @@ Examples:
 	vggo train --model vgg16-segnet --data ~/VOCdevkit --pretrained vgg16_bn.safetensors
 	vggo train --resume runs/segnet
 	vggo train --resume runs/segnet --epochs 80
+	vggo train --resume runs/segnet --data /new/place/VOCdevkit     (a moved dataset)
 	mpirun -np 2 vggo train --distributed --batch 8 ...     (a vggo built with -tags mpi)
 
 Data-parallel training (--distributed, in a vggo built with -tags mpi and started by
@@ -68,202 +73,222 @@ one process with --accum set to the number of ranks. --accum K splits each step 
 micro-batches whose gradients are summed (a large batch in little memory).`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		fs := newFlags(c)
-		model := fs.String("model", "vgg19-unet", "architecture: "+strings.Join(graphs.Names(), ", "))
-		root := fs.String("data", "", "dataset root (VOC2012, VOCdevkit or its parent; or an image folder); default: the demo dataset")
-		kind := fs.String("kind", "voc", "dataset kind: voc or folder")
-		trainSplit := fs.String("train-split", "train", "training split (a name in ImageSets/Segmentation, or a .txt path)")
-		valSplit := fs.String("val-split", "val", "validation split (empty: no evaluation)")
-		maskDir := fs.String("mask-dir", "", "VOC mask folder (default SegmentationClass; SegmentationClassAug for SBD)")
-		classes := fs.Int("classes", 0, "number of classes (default 21 for VOC; the folder count for image folders)")
-		epochs := fs.Int("epochs", 0, "epochs (default 12 on the demo data, 30 otherwise; with --resume: the new total)")
-		batch := fs.Int("batch", 8, "batch size")
-		evalBatch := fs.Int("eval-batch", 0, "evaluation batch size (default 1 for segmentation, --batch for classifiers)")
-		crop := fs.String("crop", "", "training crop HxW (default 128x128 on the demo data, 512x512 for VOC, 224x224 for classifiers)")
-		width := fs.Float64("width", 0, "channel-width multiplier 1/k (default 0.125 on the demo data, else 1)")
-		unpool := fs.String("unpool", "", "vgg16-segnet decoder: upsample or indices")
-		dropout := fs.Float64("dropout", 0, "classifier dropout rate (default 0.5)")
-		optName := fs.String("optimizer", "sgd", "optimizer: sgd, adam or adamw")
-		lr := fs.Float64("lr", 0.01, "base learning rate")
-		momentum := fs.Float64("momentum", 0.9, "SGD momentum")
-		nesterov := fs.Bool("nesterov", false, "SGD with Nesterov momentum")
-		wd := fs.Float64("weight-decay", -1, "weight decay (default 1e-4 segmentation, 5e-4 classifiers; adamw 0.01)")
-		noDecayBN := fs.Bool("no-decay-bias-bn", false, "exempt biases and batch-norm parameters from weight decay")
-		schedule := fs.String("schedule", "", "lr schedule: constant, step, poly or cosine (default poly for segmentation, step for classifiers)")
-		warmup := fs.Float64("warmup", 0, "linear warm-up length in epochs")
-		stepEvery := fs.Float64("step-every", 0, "step schedule: decay every this many epochs (default a third of the run)")
-		gamma := fs.Float64("gamma", 0, "step schedule: decay factor (default 0.1)")
-		lossKind := fs.String("loss", "ce", "loss: ce, dice or ce+dice")
-		diceWeight := fs.Float64("dice-weight", 0, "ce+dice: weight of the dice term (default 1)")
-		classWeights := fs.String("class-weights", "", "comma-separated per-class cross-entropy weights")
-		smoothing := fs.Float64("label-smoothing", 0, "cross-entropy label smoothing")
-		workers := fs.Int("workers", 2, "data loading goroutines")
-		seed := fs.Uint64("seed", 1, "seed for initialisation, shuffling, augmentation and dropout")
-		out := fs.String("out", "", "run directory (default runs/<model>-<time>)")
-		resume := fs.String("resume", "", "resume the run in this directory")
-		saveEvery := fs.Int("save-every", 0, "also save last.safetensors every N steps")
-		keep := fs.Int("keep", 3, "numbered checkpoints to keep")
-		evalEvery := fs.Int("eval-every", 1, "evaluate every N epochs (and always after the last)")
-		pretrained := fs.String("pretrained", "", "initialise from a safetensors file with torchvision names")
-		skipBad := fs.Bool("skip-bad", false, "skip unreadable or invalid samples (listing them) instead of stopping")
-		augment := fs.String("augment", "full", "training augmentation: none, flip or full")
-		accum := fs.Int("accum", 1, "micro-batches per step whose gradients are summed (gradient accumulation)")
-		dist := fs.Bool("distributed", false, "data-parallel training over MPI (start with mpirun; needs a -tags mpi build)")
-		syncBN := fs.Bool("sync-bn", false, "with --distributed: batch norm statistics over the whole global batch")
-		if err := parseFlags(e, c, fs, args); err != nil {
+		tf, err := parseTrainFlags(e, c, args)
+		if err != nil {
 			return err
 		}
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if *accum < 1 {
-			return usagef("--accum %d: want >= 1", *accum)
+		if tf.dist {
+			return runDistributed(e, func(e *env, comm distributed.Comm) error { return trainAs(ctx, e, tf, comm) })
 		}
-		if *syncBN && !*dist {
-			return usagef("--sync-bn applies to --distributed training only")
-		}
-		// trainWith trains as one rank of comm.
-		trainWith := func(e *env, comm distributed.Comm) error {
-			opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm}
-
-			if *resume != "" {
-				for name := range set {
-					switch name {
-					case "resume", "epochs", "workers", "accum", "distributed":
-					default:
-						return usagef("--%s cannot be changed when resuming (the run's config.json holds it); only --epochs, --workers and --accum can", name)
-					}
-				}
-				ov := train.Overrides{Epochs: *epochs, Workers: *workers}
-				if set["accum"] {
-					ov.Accum = *accum
-				}
-				tr, err := train.Resume(*resume, ov, opts)
-				if err != nil {
-					return err
-				}
-				return runTraining(ctx, e, tr)
-			}
-
-			info, err := graphs.Lookup(*model)
-			if err != nil {
-				return usagef("%v", err)
-			}
-			demo := *root == ""
-			cfg := train.Config{
-				Model: graphs.Config{Arch: info.Name, Classes: *classes, Mult: *width, Unpool: *unpool, Dropout: *dropout},
-				Data: train.DataConfig{Root: *root, Kind: *kind, TrainSplit: *trainSplit, ValSplit: *valSplit,
-					MaskDir: *maskDir, Augment: *augment, Workers: *workers, SkipBad: *skipBad},
-				Epochs: *epochs, Batch: *batch, EvalBatch: *evalBatch, Accum: *accum, SyncBN: *syncBN,
-				NoDecayBiasBN: *noDecayBN, WarmupEpochs: *warmup,
-				Seed: *seed, Out: *out, SaveEvery: *saveEvery, Keep: *keep, EvalEvery: *evalEvery, Pretrained: *pretrained,
-			}
-			if demo {
-				if *kind != "voc" || info.Task != graphs.Segmentation {
-					return usagef("the demo dataset is VOC segmentation: give --data for %s", info.Name)
-				}
-				dir := demoDir()
-				written, err := ensureDemo(comm, dir)
-				if err != nil {
-					return err
-				}
-				if written {
-					fmt.Fprintf(e.stderr, "wrote the demo dataset to %s\n", dir)
-				} else {
-					fmt.Fprintf(e.stderr, "using the demo dataset in %s\n", dir)
-				}
-				cfg.Data.Root = dir
-				if cfg.Model.Mult == 0 {
-					cfg.Model.Mult = 0.125
-				}
-				if cfg.Epochs == 0 {
-					cfg.Epochs = 12
-				}
-				if *crop == "" {
-					*crop = "128x128"
-				}
-			}
-			if cfg.Epochs == 0 {
-				cfg.Epochs = 30
-			}
-			if *crop == "" {
-				*crop = "512x512"
-				if info.Task == graphs.Classification {
-					*crop = "224x224"
-				}
-			}
-			if cfg.CropH, cfg.CropW, err = parseHW(*crop); err != nil {
-				return usagef("--crop: %v", err)
-			}
-			if cfg.Out == "" {
-				cfg.Out = filepath.Join("runs", info.Name+"-"+time.Now().Format("20060102-150405"))
-				if cfg.Out, err = fromRoot(comm, cfg.Out); err != nil {
-					return err
-				}
-			}
-
-			// Optimizer and schedule: the usual recipe of the task unless told otherwise.
-			seg := info.Task == graphs.Segmentation
-			oc := train.DefaultOptimizerConfig(*optName)
-			if *optName == "sgd" {
-				oc.Momentum, oc.Nesterov = *momentum, *nesterov
-			} else if set["momentum"] || set["nesterov"] {
-				return usagef("--momentum and --nesterov apply to --optimizer sgd only")
-			}
-			switch {
-			case *wd >= 0:
-				oc.WeightDecay = *wd
-			case *optName == "sgd" && seg:
-				oc.WeightDecay = 1e-4
-			case *optName == "sgd":
-				oc.WeightDecay = 5e-4
-			}
-			cfg.Optimizer = oc
-			sk := *schedule
-			if sk == "" {
-				sk = "poly"
-				if !seg {
-					sk = "step"
-				}
-			}
-			cfg.Schedule = train.Schedule{Kind: sk, BaseLR: *lr}
-			if sk == "step" {
-				// Converted to steps by the trainer, which knows the epoch length.
-				every := *stepEvery
-				if every == 0 {
-					every = max(float64(cfg.Epochs)/3, 1)
-				}
-				cfg.StepEveryEpochs = every
-				cfg.Schedule.Gamma = *gamma
-			} else if set["step-every"] || set["gamma"] {
-				return usagef("--step-every and --gamma apply to --schedule step only")
-			}
-			cfg.Loss = losses.Spec{Kind: losses.Kind(*lossKind), LabelSmoothing: *smoothing, DiceWeight: *diceWeight}
-			if *classWeights != "" {
-				for _, f := range strings.Split(*classWeights, ",") {
-					v, err := strconv.ParseFloat(strings.TrimSpace(f), 32)
-					if err != nil {
-						return usagef("--class-weights: %q is not a number", f)
-					}
-					cfg.Loss.ClassWeights = append(cfg.Loss.ClassWeights, float32(v))
-				}
-			}
-			if cfg.Data.SkipBad {
-				if err := excludeBad(ctx, e, &cfg); err != nil {
-					return err
-				}
-			}
-			tr, err := train.New(cfg, opts)
-			if err != nil {
-				return err
-			}
-			return runTraining(ctx, e, tr)
-		}
-		if *dist {
-			return runDistributed(e, trainWith)
-		}
-		return trainWith(e, distributed.Single())
+		return trainAs(ctx, e, tf, distributed.Single())
 	}
 	return c
+}
+
+// trainFlags are the parsed flags of vggo train: the run's configuration and what is
+// not part of it.
+type trainFlags struct {
+	cfg    train.Config
+	set    map[string]bool // flags given on the command line
+	demo   bool            // no --data: the built-in demo dataset
+	resume string
+	dist   bool
+}
+
+// parseTrainFlags parses args twice: once to learn the model, the optimizer and whether
+// there is a dataset, which pick the recipe (train.Recipe), then again with the
+// recipe's values as the defaults, so that every flag the user gives replaces one field
+// and every other field keeps the recipe's value.
+func parseTrainFlags(e *env, c *command, args []string) (*trainFlags, error) {
+	first := &trainFlags{}
+	first.cfg, _ = train.Recipe("vgg19-unet", "sgd", true)
+	if err := parseFlags(e, c, defineTrainFlags(newFlags(c), first), args); err != nil {
+		return nil, err
+	}
+	rec, err := train.Recipe(first.cfg.Model.Arch, first.cfg.Optimizer.Kind, first.cfg.Data.Root == "")
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	tf := &trainFlags{cfg: rec, set: map[string]bool{}}
+	fs := defineTrainFlags(newFlags(c), tf)
+	if err := parseFlags(e, c, fs, args); err != nil {
+		return nil, err
+	}
+	fs.Visit(func(f *flag.Flag) { tf.set[f.Name] = true })
+	tf.demo = tf.cfg.Data.Root == ""
+	if tf.cfg.SyncBN && !tf.dist {
+		return nil, usagef("--sync-bn applies to --distributed training only")
+	}
+	if tf.cfg.Accum < 1 {
+		return nil, usagef("--accum %d: want >= 1", tf.cfg.Accum)
+	}
+	return tf, nil
+}
+
+// defineTrainFlags defines train's flags on fs, each bound to a field of tf.cfg with
+// the field's current value as its default.
+func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
+	c := &tf.cfg
+	fs.StringVar(&c.Model.Arch, "model", c.Model.Arch, "architecture: "+strings.Join(graphs.Names(), ", "))
+	fs.StringVar(&c.Data.Root, "data", c.Data.Root, "dataset root (VOC2012, VOCdevkit or its parent; or an image folder); default: the demo dataset")
+	fs.StringVar(&c.Data.Kind, "kind", c.Data.Kind, "dataset kind: voc or folder (default: folder for classifiers)")
+	fs.StringVar(&c.Data.TrainSplit, "train-split", c.Data.TrainSplit, "training split (a name in ImageSets/Segmentation, or a .txt path)")
+	fs.StringVar(&c.Data.ValSplit, "val-split", c.Data.ValSplit, "validation split (empty: no evaluation)")
+	fs.StringVar(&c.Data.MaskDir, "mask-dir", c.Data.MaskDir, "VOC mask folder (default SegmentationClass; SegmentationClassAug for SBD)")
+	fs.StringVar(&c.Data.Augment, "augment", c.Data.Augment, "training augmentation: none, flip or full")
+	fs.IntVar(&c.Data.Workers, "workers", c.Data.Workers, "data loading goroutines")
+	fs.BoolVar(&c.Data.SkipBad, "skip-bad", c.Data.SkipBad, "skip unreadable or invalid samples (listing them) instead of stopping")
+	fs.IntVar(&c.Model.Classes, "classes", c.Model.Classes, "number of classes (default 21 for VOC; the folder count for image folders)")
+	fs.Float64Var(&c.Model.Mult, "width", c.Model.Mult, "channel-width multiplier 1/k (0.125 divides every width by 8)")
+	fs.StringVar(&c.Model.Unpool, "unpool", c.Model.Unpool, "vgg16-segnet decoder: upsample or indices")
+	fs.Var(dropoutFlag{&c.Model}, "dropout", "classifier dropout rate (default 0.5; 0 disables dropout)")
+	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs (with --resume: the new total)")
+	fs.IntVar(&c.Batch, "batch", c.Batch, "batch size (of one optimizer step)")
+	fs.IntVar(&c.EvalBatch, "eval-batch", c.EvalBatch, "evaluation batch size (0: 1 for segmentation, --batch for classifiers)")
+	fs.Var(hwFlag{&c.CropH, &c.CropW}, "crop", "training crop HxW")
+	fs.IntVar(&c.Accum, "accum", max(c.Accum, 1), "micro-batches per step whose gradients are summed (gradient accumulation)")
+	defineOptimFlags(fs, c)
+	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialisation, shuffling, augmentation and dropout")
+	fs.StringVar(&c.Out, "out", c.Out, "run directory (default runs/<model>-<time>)")
+	fs.IntVar(&c.SaveEvery, "save-every", c.SaveEvery, "also save last.safetensors every N steps")
+	fs.IntVar(&c.Keep, "keep", c.Keep, "numbered checkpoints to keep (0: none)")
+	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "evaluate every N epochs (and always after the last)")
+	fs.StringVar(&c.Pretrained, "pretrained", c.Pretrained, "initialise from a safetensors file with torchvision names")
+	fs.Float64Var(&c.EMA, "ema", c.EMA, "keep an exponential moving average of the weights with this decay (e.g. 0.999) for evaluation and best.safetensors")
+	fs.Float64Var(&c.ClipGradNorm, "clip-grad-norm", c.ClipGradNorm, "clip the gradients' global L2 norm to this (0: no clipping)")
+	fs.IntVar(&c.EarlyStop, "early-stop", c.EarlyStop, "stop after N evaluations without a better validation score (0: never)")
+	fs.BoolVar(&c.SyncBN, "sync-bn", c.SyncBN, "with --distributed: batch norm statistics over the whole global batch")
+	fs.StringVar(&tf.resume, "resume", "", "resume the run in this directory")
+	fs.BoolVar(&tf.dist, "distributed", false, "data-parallel training over MPI (start with mpirun; needs a -tags mpi build)")
+	return fs
+}
+
+// defineOptimFlags defines the optimizer, schedule and loss flags.
+func defineOptimFlags(fs *flag.FlagSet, c *train.Config) {
+	fs.StringVar(&c.Optimizer.Kind, "optimizer", c.Optimizer.Kind, "optimizer: sgd, adam or adamw")
+	fs.Float64Var(&c.Schedule.BaseLR, "lr", c.Schedule.BaseLR, "base learning rate")
+	fs.Float64Var(&c.Optimizer.Momentum, "momentum", c.Optimizer.Momentum, "SGD momentum")
+	fs.BoolVar(&c.Optimizer.Nesterov, "nesterov", c.Optimizer.Nesterov, "SGD with Nesterov momentum")
+	fs.Float64Var(&c.Optimizer.WeightDecay, "weight-decay", c.Optimizer.WeightDecay, "weight decay")
+	fs.BoolVar(&c.NoDecayBiasBN, "no-decay-bias-bn", c.NoDecayBiasBN, "exempt biases and batch-norm parameters from weight decay")
+	fs.StringVar(&c.Schedule.Kind, "schedule", c.Schedule.Kind, "lr schedule: constant, step, poly or cosine")
+	fs.Float64Var(&c.WarmupEpochs, "warmup", c.WarmupEpochs, "linear warm-up length in epochs")
+	fs.Float64Var(&c.StepEveryEpochs, "step-every", c.StepEveryEpochs, "step schedule: decay every this many epochs (0: a third of the run)")
+	fs.Float64Var(&c.Schedule.Gamma, "gamma", c.Schedule.Gamma, "step schedule: decay factor (0: 0.1)")
+	fs.Var(lossKindFlag{&c.Loss.Kind}, "loss", "loss: ce, dice or ce+dice")
+	fs.Float64Var(&c.Loss.DiceWeight, "dice-weight", c.Loss.DiceWeight, "ce+dice: weight of the dice term (0: 1)")
+	fs.Var(floatsFlag{&c.Loss.ClassWeights}, "class-weights", "comma-separated per-class cross-entropy weights")
+	fs.Float64Var(&c.Loss.LabelSmoothing, "label-smoothing", c.Loss.LabelSmoothing, "cross-entropy label smoothing")
+}
+
+// trainAs trains (or resumes) as one rank of comm.
+func trainAs(ctx context.Context, e *env, tf *trainFlags, comm distributed.Comm) error {
+	opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm}
+	if tf.resume != "" {
+		ov, err := resumeOverrides(tf)
+		if err != nil {
+			return err
+		}
+		tr, err := train.Resume(tf.resume, ov, opts)
+		if err != nil {
+			return err
+		}
+		return runTraining(ctx, e, tr)
+	}
+	cfg := tf.cfg
+	if err := completeConfig(tf, &cfg, comm); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return usagef("%v", err)
+	}
+	if tf.demo {
+		if err := writeDemo(e, comm, cfg.Data.Root); err != nil {
+			return err
+		}
+	}
+	if cfg.Data.SkipBad {
+		if err := excludeBad(ctx, e, &cfg); err != nil {
+			return err
+		}
+	}
+	tr, err := train.New(cfg, opts)
+	if err != nil {
+		return err
+	}
+	return runTraining(ctx, e, tr)
+}
+
+// resumeOverrides refuses flags that a resume cannot change and returns the others.
+func resumeOverrides(tf *trainFlags) (train.Overrides, error) {
+	var ov train.Overrides
+	for name := range tf.set {
+		switch name {
+		case "resume", "epochs", "workers", "accum", "data", "distributed":
+		default:
+			return ov, usagef("--%s cannot be changed when resuming (the run's config.json holds it); only --epochs, --workers, --accum and --data can", name)
+		}
+	}
+	if tf.set["epochs"] {
+		ov.Epochs = tf.cfg.Epochs
+	}
+	if tf.set["workers"] {
+		ov.Workers = tf.cfg.Data.Workers
+	}
+	if tf.set["accum"] {
+		ov.Accum = tf.cfg.Accum
+	}
+	if tf.set["data"] {
+		abs, err := filepath.Abs(tf.cfg.Data.Root)
+		if err != nil {
+			return ov, err
+		}
+		ov.Data = abs
+	}
+	for _, v := range []int{ov.Epochs, ov.Workers, ov.Accum} {
+		if v < 0 {
+			return ov, usagef("--epochs, --workers and --accum must be positive")
+		}
+	}
+	return ov, nil
+}
+
+// completeConfig fills what the recipe leaves to the command: the data root (absolute,
+// so that the run resumes from anywhere; the demo dataset's when there is none) and the
+// run directory.
+func completeConfig(tf *trainFlags, cfg *train.Config, comm distributed.Comm) error {
+	if tf.demo {
+		info, _ := graphs.Lookup(cfg.Model.Arch)
+		if cfg.Data.Kind != "voc" || info.Task != graphs.Segmentation {
+			return usagef("the demo dataset is VOC segmentation: give --data for %s", cfg.Model.Arch)
+		}
+		cfg.Data.Root = demoDir()
+	}
+	abs, err := filepath.Abs(cfg.Data.Root)
+	if err != nil {
+		return err
+	}
+	cfg.Data.Root = abs
+	if cfg.Out == "" {
+		cfg.Out = filepath.Join("runs", cfg.Model.Arch+"-"+time.Now().Format("20060102-150405"))
+		if cfg.Out, err = fromRoot(comm, cfg.Out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeDemo(e *env, comm distributed.Comm, dir string) error {
+	written, err := ensureDemo(comm, dir)
+	if err != nil {
+		return err
+	}
+	if written {
+		fmt.Fprintf(e.stderr, "wrote the demo dataset to %s\n", dir)
+	} else {
+		fmt.Fprintf(e.stderr, "using the demo dataset in %s\n", dir)
+	}
+	return nil
 }
 
 func runTraining(ctx context.Context, e *env, tr *train.Trainer) error {
@@ -275,6 +300,9 @@ func runTraining(ctx context.Context, e *env, tr *train.Trainer) error {
 	cfg := tr.Config()
 	fmt.Fprintf(e.stdout, "trained %s for %d epochs (%d steps) in %s; run directory %s\n",
 		cfg.Model.Arch, res.Epochs, res.Steps, time.Since(start).Round(time.Second), res.Dir)
+	if res.Stopped != "" {
+		fmt.Fprintf(e.stdout, "stopped before epoch %d: %s\n", cfg.Epochs, res.Stopped)
+	}
 	if ev := res.LastEval; ev != nil {
 		name, v := ev.Metric()
 		if ev.Task == graphs.Segmentation {
@@ -284,16 +312,15 @@ func runTraining(ctx context.Context, e *env, tr *train.Trainer) error {
 			fmt.Fprintf(e.stdout, "validation %s %.4f (top-5 %.4f) on %d images\n", name, v, ev.Cls.Top5, ev.Images)
 		}
 	}
-	if res.BestEpoch > 0 {
-		fmt.Fprintf(e.stdout, "best %s %.4f at epoch %d: %s\n", res.BestMetric, res.BestValue, res.BestEpoch,
-			filepath.Join(res.Dir, "best.safetensors"))
+	if b := res.Best; b.Epoch > 0 {
+		fmt.Fprintf(e.stdout, "best %s %.4f at epoch %d: %s\n", b.Metric, b.Value, b.Epoch, filepath.Join(res.Dir, "best.safetensors"))
 	}
 	return nil
 }
 
 // excludeBad checks the training split and leaves its bad samples out of the run.
 func excludeBad(ctx context.Context, e *env, cfg *train.Config) error {
-	ds, err := openDataset(cfg.Data.Root, cfg.Data.Kind, cfg.Data.TrainSplit, cfg.Data.MaskDir, cfg.Model.Classes)
+	ds, err := train.OpenDataset(cfg.Data, cfg.Data.TrainSplit, cfg.Model.Classes)
 	if err != nil {
 		return err
 	}
@@ -313,31 +340,10 @@ func excludeBad(ctx context.Context, e *env, cfg *train.Config) error {
 	return nil
 }
 
-// Expected dataset layouts, printed when a dataset cannot be opened.
-const (
-	vocLayout = `expected a PASCAL VOC layout:
-	ROOT/JPEGImages/<id>.jpg
-	ROOT/SegmentationClass/<id>.png   (8-bit palette PNG, pixel value = class index, 255 = ignore)
-	ROOT/ImageSets/Segmentation/{train,val,trainval}.txt
-with ROOT the VOC2012 folder, VOCdevkit, or the folder holding VOCdevkit`
-	folderLayout = `expected an image-folder layout:
-	ROOT/train/<class>/*.{jpg,jpeg,png}
-	ROOT/val/<class>/*.{jpg,jpeg,png}`
-)
-
-func openDataset(root, kind, split, maskDir string, classes int) (ds data.Dataset, err error) {
-	layout := vocLayout
-	switch kind {
-	case "voc":
-		ds, err = data.OpenVOC(root, split, data.VOCOptions{MaskDir: maskDir, Classes: classes})
-	case "folder":
-		layout = folderLayout
-		ds, err = data.OpenFolder(root, split)
-	default:
+// openDataset opens a split for eval and data check; an unknown kind is a usage error.
+func openDataset(root, kind, split, maskDir string, classes int) (data.Dataset, error) {
+	if kind != "voc" && kind != "folder" {
 		return nil, usagef("unknown --kind %q (valid: voc, folder)", kind)
 	}
-	if err != nil && errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w\n%s", err, layout)
-	}
-	return ds, err
+	return train.OpenDataset(train.DataConfig{Root: root, Kind: kind, MaskDir: maskDir}, split, classes)
 }

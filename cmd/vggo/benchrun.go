@@ -1,4 +1,4 @@
-package train
+package main
 
 import (
 	"context"
@@ -12,13 +12,10 @@ import (
 	"strings"
 	"time"
 
-	G "gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
-
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/graphs/ops/gemm"
-	"github.com/vggo/vggo/losses"
+	"github.com/vggo/vggo/train"
 )
 
 // BenchConfig describes one benchmark: a model, a batch shape and how many steps to time.
@@ -94,19 +91,19 @@ func (c BenchConfig) normalized() (BenchConfig, error) {
 	}
 	c.Model = mc
 	if c.Batch < 1 {
-		return c, fmt.Errorf("train: bench: batch %d < 1", c.Batch)
+		return c, fmt.Errorf("bench: batch %d < 1", c.Batch)
 	}
 	if c.InferBatch == 0 {
 		c.InferBatch = c.Batch
 	}
 	if c.InferBatch < 1 {
-		return c, fmt.Errorf("train: bench: inference batch %d < 1", c.InferBatch)
+		return c, fmt.Errorf("bench: inference batch %d < 1", c.InferBatch)
 	}
 	if c.Steps == 0 {
 		c.Steps = 10
 	}
 	if c.Steps < 1 {
-		return c, fmt.Errorf("train: bench: steps %d < 1", c.Steps)
+		return c, fmt.Errorf("bench: steps %d < 1", c.Steps)
 	}
 	switch {
 	case c.Warmup == 0:
@@ -118,47 +115,12 @@ func (c BenchConfig) normalized() (BenchConfig, error) {
 		c.LR = 1e-3
 	}
 	if c.SkipTrain && c.SkipInfer {
-		return c, errors.New("train: bench: both phases skipped; nothing to measure")
+		return c, errors.New("bench: both phases skipped; nothing to measure")
 	}
 	if err := info.CheckInput(c.H, c.W); err != nil {
 		return c, err
 	}
 	return c, nil
-}
-
-// ModelFLOPs returns the forward FLOPs per image of cfg's convolutions and fully
-// connected layers: 2·Cout·Cin·kH·kW·Ho·Wo per convolution, 2·Out·In per linear layer.
-// Batch norm, pooling, activations and the loss are not counted.
-func ModelFLOPs(cfg graphs.Config) (float64, error) {
-	s, err := graphs.Summarize(cfg)
-	if err != nil {
-		return 0, err
-	}
-	specs, err := graphs.Specs(cfg)
-	if err != nil {
-		return 0, err
-	}
-	weights := map[string][]int{}
-	for _, p := range specs {
-		weights[p.Name] = p.Shape
-	}
-	var flops float64
-	for _, r := range s.Rows {
-		w := weights[r.Module+".weight"]
-		switch r.Type {
-		case "Conv2D":
-			if len(w) != 4 || len(r.Shape) != 4 {
-				return 0, fmt.Errorf("train: flops: %s: weight %v, output %v", r.Layer, w, r.Shape)
-			}
-			flops += 2 * float64(w[0]*w[1]*w[2]*w[3]) * float64(r.Shape[2]*r.Shape[3])
-		case "Dense":
-			if len(w) != 2 {
-				return 0, fmt.Errorf("train: flops: %s: weight %v", r.Layer, w)
-			}
-			flops += 2 * float64(w[0]*w[1])
-		}
-	}
-	return flops, nil
 }
 
 // Bench measures a model's training speed (forward, backward and an SGD step on a fixed
@@ -173,7 +135,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	if err != nil {
 		return nil, err
 	}
-	flops, err := ModelFLOPs(cfg.Model)
+	flops, err := graphs.FLOPs(cfg.Model)
 	if err != nil {
 		return nil, err
 	}
@@ -233,21 +195,8 @@ func fillRandom(x []float32, seed uint64) {
 	}
 }
 
-// benchLabels returns the labels node of a training graph, random classes.
-func benchLabels(m *graphs.Model, gr *graphs.Graph) *G.Node {
-	shape := []int{gr.Batch}
-	if m.Info.Task == graphs.Segmentation {
-		shape = []int{gr.Batch, gr.H, gr.W}
-	}
-	t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))
-	r := rand.New(rand.NewPCG(7, 0x1abe1))
-	for i, lab := 0, t.Ints(); i < len(lab); i++ {
-		lab[i] = r.IntN(m.Config.Classes)
-	}
-	return G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...), G.WithValue(t), G.WithName("labels"))
-}
-
-// BenchPreset is a named benchmark configuration of issue 7's table.
+// BenchPreset is a named benchmark configuration: the settings vggo is compared with
+// PyTorch on.
 type BenchPreset struct {
 	Name string
 	Doc  string
@@ -255,7 +204,7 @@ type BenchPreset struct {
 	Big  bool // takes minutes: go test runs it only when -test.bench names it
 }
 
-// BenchPresets returns the configurations PyTorch was measured on (issue 7): C1-C5 at
+// BenchPresets returns the configurations vggo is compared with PyTorch on: C1-C5 at
 // full width, C6s/C6u at width 1/4.
 func BenchPresets() []BenchPreset {
 	return []BenchPreset{
@@ -278,125 +227,72 @@ func LookupBenchPreset(name string) (BenchPreset, error) {
 		}
 		names = append(names, p.Name)
 	}
-	return BenchPreset{}, fmt.Errorf("train: unknown benchmark config %q (valid: %s)", name, strings.Join(names, ", "))
+	return BenchPreset{}, fmt.Errorf("unknown benchmark config %q (valid: %s)", name, strings.Join(names, ", "))
 }
 
-// trainSession is a training graph ready to step: forward, backward, SGD.
-type trainSession struct {
-	m      *graphs.Model
-	gr     *graphs.Graph
-	grads  G.Nodes // gradient nodes, in the order of gr.Params
-	plan   *ops.MemoryPlan
-	vm     G.VM
-	opt    Optimizer
-	params []Param
-	prof   *ops.Profile
-	lr     float64
-}
-
-func newTrainSession(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*trainSession, error) {
-	gr, err := m.Build(cfg.Batch, cfg.H, cfg.W, graphs.Train)
-	if err != nil {
-		return nil, err
+// benchStep runs one training step of a session: forward, backward, SGD.
+func benchStep(s *train.Session, opt train.Optimizer, params []train.Param, lr float64, prof *ops.Profile, i int) error {
+	s.Model.SetStep(uint64(i))
+	if err := s.Run(); err != nil {
+		return fmt.Errorf("bench: step %d: %w", i, err)
 	}
-	fillRandom(gr.InputT.Float32s(), 1)
-	loss, err := losses.Build(gr.Logits, benchLabels(m, gr), losses.Spec{})
-	if err != nil {
-		return nil, err
-	}
-	grads, err := G.Grad(loss, gr.Params...)
-	if err != nil {
-		return nil, fmt.Errorf("train: bench: gradients: %w", err)
-	}
-	prof.Attach(gr.G)
-	plan := ops.PlanMemory(gr.G)
-	opt, err := NewOptimizer(DefaultOptimizerConfig("sgd"))
-	if err != nil {
-		return nil, err
-	}
-	s := &trainSession{m: m, gr: gr, grads: grads, opt: opt, prof: prof, lr: cfg.LR, plan: plan}
-	for _, p := range m.Trainable() {
-		s.params = append(s.params, Param{Name: p.Name, Data: p.Data})
-	}
-	// No BindDualValues: the gradient nodes' own outputs are the gradients. Binding would
-	// make the machine add each into a second, parameter-sized buffer every step (which
-	// then has to be cleared), doubling gradient memory and adding two passes over it.
-	s.vm = G.NewTapeMachine(gr.G)
-	return s, nil
-}
-
-func (s *trainSession) step(i int) error {
-	s.m.SetStep(uint64(i))
-	s.vm.Reset()
-	if err := s.vm.RunAll(); err != nil {
-		return fmt.Errorf("train: bench: step %d: %w", i, err)
-	}
-	for j, node := range s.grads {
-		gv := node.Value()
-		if gv == nil {
-			return fmt.Errorf("train: bench: gradient of %s was not computed", s.params[j].Name)
-		}
-		s.params[j].Grad = gv.Data().([]float32)
-	}
-	t0 := s.prof.Start()
-	if err := s.opt.Step(s.params, s.lr); err != nil {
+	if err := s.Gradients(params); err != nil {
 		return err
 	}
-	s.prof.Stop(ops.KindOptimizer, t0)
+	t0 := prof.Start()
+	if err := opt.Step(params, lr); err != nil {
+		return err
+	}
+	prof.Stop(ops.KindOptimizer, t0)
 	return nil
 }
 
-func (s *trainSession) close() { s.vm.Close() }
-
-// inferSession is an evaluation graph ready to run.
-type inferSession struct {
-	gr   *graphs.Graph
-	plan *ops.MemoryPlan
-	vm   G.VM
-}
-
-func newInferSession(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*inferSession, error) {
-	gr, err := m.Build(cfg.InferBatch, cfg.H, cfg.W, graphs.Eval)
+// newBenchTrain is a training session on a fixed random batch, with SGD.
+func newBenchTrain(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*train.Session, train.Optimizer, []train.Param, error) {
+	s, err := train.NewTrainSession(m, cfg.Batch, cfg.H, cfg.W, train.SessionOptions{Profile: prof})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	fillRandom(gr.InputT.Float32s(), 2)
-	prof.Attach(gr.G)
-	plan := ops.PlanMemory(gr.G)
-	return &inferSession{gr: gr, plan: plan, vm: G.NewTapeMachine(gr.G)}, nil
-}
-
-func (s *inferSession) step(i int) error {
-	s.vm.Reset()
-	if err := s.vm.RunAll(); err != nil {
-		return fmt.Errorf("train: bench: inference step %d: %w", i, err)
+	fillRandom(s.Input(), 1)
+	r := rand.New(rand.NewPCG(7, 0x1abe1))
+	for i, lab := 0, s.Labels(); i < len(lab); i++ {
+		lab[i] = r.IntN(m.Config.Classes)
 	}
-	return nil
+	opt, err := train.NewOptimizer(train.DefaultOptimizerConfig("sgd"))
+	if err != nil {
+		s.Close()
+		return nil, nil, nil, err
+	}
+	return s, opt, train.Params(m, false), nil
 }
-
-func (s *inferSession) close() { s.vm.Close() }
 
 func benchTrain(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile, res *BenchResult) ([]time.Duration, []KindTime, float64, error) {
-	s, err := newTrainSession(m, cfg, prof)
+	s, opt, params, err := newBenchTrain(m, cfg, prof)
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	defer s.close()
-	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
-	res.TrainActivationsMiB = float64(s.plan.PoolFloats()) * 4 / (1 << 20)
-	res.TrainWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
+	defer s.Close()
+	times, split, alloc, err := timeSteps(ctx, cfg, prof, func(i int) error { return benchStep(s, opt, params, cfg.LR, prof, i) })
+	res.TrainActivationsMiB = float64(s.Plan.PoolFloats()) * 4 / (1 << 20)
+	res.TrainWorkspaceMiB = float64(s.Graph.Workspace.Floats()) * 4 / (1 << 20)
 	return times, split, alloc, err
 }
 
 func benchInfer(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile, res *BenchResult) ([]time.Duration, []KindTime, float64, error) {
-	s, err := newInferSession(m, cfg, prof)
+	s, err := train.NewEvalSession(m, cfg.InferBatch, cfg.H, cfg.W, train.SessionOptions{Profile: prof})
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	defer s.close()
-	times, split, alloc, err := timeSteps(ctx, cfg, prof, s.step)
-	res.InferActivationsMiB = float64(s.plan.PoolFloats()) * 4 / (1 << 20)
-	res.InferWorkspaceMiB = float64(s.gr.Workspace.Floats()) * 4 / (1 << 20)
+	defer s.Close()
+	fillRandom(s.Input(), 2)
+	times, split, alloc, err := timeSteps(ctx, cfg, prof, func(i int) error {
+		if err := s.Run(); err != nil {
+			return fmt.Errorf("bench: inference step %d: %w", i, err)
+		}
+		return nil
+	})
+	res.InferActivationsMiB = float64(s.Plan.PoolFloats()) * 4 / (1 << 20)
+	res.InferWorkspaceMiB = float64(s.Graph.Workspace.Floats()) * 4 / (1 << 20)
 	return times, split, alloc, err
 }
 

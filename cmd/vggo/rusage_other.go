@@ -1,6 +1,6 @@
 //go:build !unix
 
-package train
+package main
 
 // peakRSSMiB is not available here.
 func peakRSSMiB() float64 { return 0 }

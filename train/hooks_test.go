@@ -1,0 +1,233 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/graphs"
+)
+
+func TestEMAUpdateAndSwap(t *testing.T) {
+	m, err := graphs.New(graphs.Config{Arch: "vgg11", Mult: 1.0 / 64, InputH: 32, Classes: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := m.Params[0].Data
+	p[0] = 1
+	e := NewEMA(m, 0.75)
+	p[0] = 5
+	e.Update() // 0.75·1 + 0.25·5 = 2
+	p[0] = 2
+	e.Update() // 0.75·2 + 0.25·2 = 2
+	p[0] = 10
+	e.Update() // 0.75·2 + 0.25·10 = 4
+	if got := e.avg[0][0]; got != 4 {
+		t.Fatalf("average %v, want 4", got)
+	}
+	var inside float32
+	if err := e.With(func() error { inside = p[0]; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inside != 4 || p[0] != 10 || e.avg[0][0] != 4 {
+		t.Errorf("With: model held %v inside, %v after, average %v; want 4, 10, 4", inside, p[0], e.avg[0][0])
+	}
+}
+
+func TestClipGradNorm(t *testing.T) {
+	tests := []struct {
+		grads    [][]float32
+		max      float64
+		wantNorm float64
+		want     [][]float32
+	}{
+		{[][]float32{{3}, {4}}, 10, 5, [][]float32{{3}, {4}}},                                            // under the limit: unchanged
+		{[][]float32{{3}, {4}}, 1, 5, [][]float32{{float32(3 / (5 + 1e-6))}, {float32(4 / (5 + 1e-6))}}}, // torch's max/(norm+1e-6)
+		{[][]float32{{1, 2, 2}, {}}, 1.5, 3, [][]float32{{float32(1.5 / (3 + 1e-6)), float32(3 / (3 + 1e-6)), float32(3 / (3 + 1e-6))}, {}}},
+	}
+	for i, tt := range tests {
+		var ps []Param
+		for _, g := range tt.grads {
+			ps = append(ps, Param{Grad: append([]float32(nil), g...)})
+		}
+		norm := ClipGradNorm(ps, tt.max)
+		if math.Abs(norm-tt.wantNorm) > 1e-12 {
+			t.Errorf("%d: norm %v, want %v", i, norm, tt.wantNorm)
+		}
+		for j, p := range ps {
+			for k, g := range p.Grad {
+				if math.Abs(float64(g-tt.want[j][k])) > 1e-6 {
+					t.Errorf("%d: grad[%d][%d] = %v, want %v", i, j, k, g, tt.want[j][k])
+				}
+			}
+		}
+	}
+}
+
+// An interrupted and resumed run with --ema ends bit-identical to a straight one: the
+// weights, the EMA weights and best.safetensors (the EMA weights) and metrics.jsonl.
+func TestEMAResumeIsExact(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains three tiny runs")
+	}
+	withEMA := func() Config {
+		c := tinyConfig(t, t.TempDir())
+		c.Epochs, c.EMA = 3, 0.9
+		return c
+	}
+	straight := withEMA()
+	if _, err := runFresh(t, straight, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := withEMA()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	tr, err := New(cfg, Options{Hooks: []Hook{interruptAt(1, 1, func() { cancel(errors.New("test interrupt")) })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: %v", err)
+	}
+	tr, err = Resume(cfg.Out, Overrides{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{checkpoints.LastName, checkpoints.BestName} {
+		a, b := loadTensors(t, filepath.Join(straight.Out, name)), loadTensors(t, filepath.Join(cfg.Out, name))
+		if len(a) != len(b) {
+			t.Fatalf("%s: %d tensors straight, %d resumed", name, len(a), len(b))
+		}
+		sameWeights(t, a, b)
+	}
+	last := loadTensors(t, filepath.Join(cfg.Out, checkpoints.LastName))
+	if _, ok := last[EMAPrefix+"b1.0.weight"]; !ok {
+		t.Errorf("last.safetensors has no EMA weights")
+	}
+	if _, ok := loadTensors(t, filepath.Join(cfg.Out, checkpoints.BestName))[EMAPrefix+"b1.0.weight"]; ok {
+		t.Errorf("best.safetensors holds EMA tensors besides its (EMA) weights")
+	}
+	if a, b := records(t, straight.Out), records(t, cfg.Out); !reflect.DeepEqual(a, b) {
+		t.Errorf("metrics.jsonl differ:\nstraight %+v\nresumed  %+v", a, b)
+	}
+}
+
+// EMA with decay 0 is the model itself: the same run as without EMA.
+func TestEMADecayZeroIsTheModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains two tiny runs")
+	}
+	plain := tinyConfig(t, t.TempDir())
+	plain.Epochs = 2
+	a, err := runFresh(t, plain, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ema := plain
+	ema.Out, ema.EMA = t.TempDir(), math.SmallestNonzeroFloat64
+	b, err := runFresh(t, ema, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameWeights(t, weightsOf(a.Model()), weightsOf(b.Model()))
+	if ra, rb := records(t, plain.Out), records(t, ema.Out); !reflect.DeepEqual(ra, rb) {
+		t.Errorf("metrics.jsonl differ:\nplain %+v\nema   %+v", ra, rb)
+	}
+}
+
+// Clipping at a huge norm changes nothing but logs the norm; at a tiny one it changes
+// the weights.
+func TestClipGradNormRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains three tiny runs")
+	}
+	base := tinyConfig(t, t.TempDir())
+	base.Epochs = 1
+	plain, err := runFresh(t, base, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loose := base
+	loose.Out, loose.ClipGradNorm = t.TempDir(), 1e30
+	l, err := runFresh(t, loose, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameWeights(t, weightsOf(plain.Model()), weightsOf(l.Model()))
+	recs := records(t, loose.Out)
+	if len(recs) != 1 || recs[0].GradNorm == nil || *recs[0].GradNorm <= 0 {
+		t.Fatalf("metrics.jsonl %+v: want one record with a positive grad_norm", recs)
+	}
+	if r := records(t, base.Out); r[0].GradNorm != nil {
+		t.Errorf("grad_norm logged without clipping: %v", *r[0].GradNorm)
+	}
+	tight := base
+	tight.Out, tight.ClipGradNorm = t.TempDir(), 1e-3
+	ti, err := runFresh(t, tight, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reflect.DeepEqual(weightsOf(plain.Model()), weightsOf(ti.Model())) {
+		t.Error("clipping to norm 1e-3 left the weights as without clipping")
+	}
+}
+
+// With a learning rate too small to change the predictions, the score stops improving
+// after the first evaluation, and --early-stop 1 ends the run after the second epoch.
+func TestEarlyStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny classifier")
+	}
+	root := writeFolderData(t, 3, 4, 64)
+	cfg := Config{
+		Model:  graphs.Config{Arch: "alexnet", Mult: 0.0625},
+		Data:   DataConfig{Root: root, Kind: "folder", TrainSplit: "train", ValSplit: "val", Augment: "none", Workers: 1},
+		Epochs: 6, Batch: 4, CropH: 64, CropW: 64,
+		Optimizer: DefaultOptimizerConfig("sgd"), Schedule: Schedule{Kind: "constant", BaseLR: 1e-12},
+		Seed: 3, Out: t.TempDir(), EvalEvery: 1, EarlyStop: 1,
+	}
+	tr, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tr.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Epochs != 2 || !strings.Contains(res.Stopped, "early stop") || res.Best.Epoch != 1 {
+		t.Fatalf("ran %d epochs, stopped %q, best at epoch %d: want 2, an early stop, 1", res.Epochs, res.Stopped, res.Best.Epoch)
+	}
+	if n := len(records(t, cfg.Out)); n != 2 {
+		t.Errorf("%d records, want 2", n)
+	}
+	if _, err := Resume(cfg.Out, Overrides{}, Options{}); err == nil || !strings.Contains(err.Error(), "early stop") {
+		t.Errorf("resuming an early-stopped run: %v, want a refusal naming the early stop", err)
+	}
+	tr, err = Resume(cfg.Out, Overrides{Epochs: 6}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err = tr.Run(context.Background()); err != nil || res.Epochs != 3 {
+		t.Errorf("resumed with --epochs: %d epochs, %v; want a third epoch, then a stop again", res.Epochs, err)
+	}
+}
+
+func loadTensors(t *testing.T, path string) map[string][]float32 {
+	t.Helper()
+	f, err := checkpoints.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]float32{}
+	for _, tn := range f.Tensors {
+		out[tn.Name] = tn.Data
+	}
+	return out
+}
