@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vggo/vggo/label"
 )
 
 // VOCOptions configures OpenVOC. The zero value reads VOC2012 as distributed.
@@ -210,7 +212,7 @@ func (v *VOC) Len() int { return len(v.samples) }
 func (v *VOC) Sample(i int) Sample { return v.samples[i] }
 
 // Task returns Segmentation.
-func (v *VOC) Task() Task { return Segmentation }
+func (v *VOC) Task() label.Task { return label.Segmentation }
 
 // ClassNames returns the class names, indexed by class.
 func (v *VOC) ClassNames() []string { return append([]string(nil), v.names...) }

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 func TestVOCColormap(t *testing.T) {
@@ -156,7 +158,7 @@ func TestTestdataVOC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Len() != 1 || v.Sample(0).ID != "2007_000032" || v.Task() != Segmentation {
+	if v.Len() != 1 || v.Sample(0).ID != "2007_000032" || v.Task() != label.Segmentation {
 		t.Fatalf("got %d samples, %+v", v.Len(), v.Sample(0))
 	}
 	ex, err := v.Load(0)

@@ -18,6 +18,7 @@ import (
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
 
@@ -88,7 +89,7 @@ func (c BenchConfig) normalized() (BenchConfig, error) {
 	if c.W == 0 {
 		c.W = mc.InputW
 	}
-	if info.Task == graphs.Segmentation {
+	if info.Task == label.Segmentation {
 		// Segmentation models take any size: the summary (and FLOP count) uses this one.
 		mc.InputH, mc.InputW = c.H, c.W
 	}
@@ -236,7 +237,7 @@ func fillRandom(x []float32, seed uint64) {
 // benchLabels returns the labels node of a training graph, random classes.
 func benchLabels(m *graphs.Model, gr *graphs.Graph) *G.Node {
 	shape := []int{gr.Batch}
-	if m.Info.Task == graphs.Segmentation {
+	if m.Info.Task == label.Segmentation {
 		shape = []int{gr.Batch, gr.H, gr.W}
 	}
 	t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))

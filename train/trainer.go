@@ -21,6 +21,7 @@ import (
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/report"
 )
@@ -275,10 +276,10 @@ func (t *Trainer) setup() error {
 	if err != nil {
 		return err
 	}
-	if info.Task == graphs.Segmentation != (trainDS.Task() == data.Segmentation) {
-		return fmt.Errorf("train: %s is a %s model but %s holds %s data (--kind)", mcfg.Arch, info.Task, cfg.Data.Root, kindName(trainDS.Task()))
+	if info.Task != trainDS.Task() {
+		return fmt.Errorf("train: %s is a %s model but %s holds %s data (--kind)", mcfg.Arch, info.Task, cfg.Data.Root, trainDS.Task())
 	}
-	if info.Task == graphs.Classification {
+	if info.Task == label.Classification {
 		if mcfg.Classes != len(t.names) {
 			return fmt.Errorf("train: --classes %d but %s/%s has %d class folders", mcfg.Classes, cfg.Data.Root, cfg.Data.TrainSplit, len(t.names))
 		}
@@ -291,7 +292,7 @@ func (t *Trainer) setup() error {
 	}
 	if cfg.EvalBatch == 0 {
 		cfg.EvalBatch = 1
-		if info.Task == graphs.Classification {
+		if info.Task == label.Classification {
 			cfg.EvalBatch = cfg.Batch
 		}
 	}
@@ -368,13 +369,6 @@ func (t *Trainer) setup() error {
 	return nil
 }
 
-func kindName(t data.Task) string {
-	if t == data.Segmentation {
-		return "segmentation"
-	}
-	return "classification"
-}
-
 // NamesFor gives a name to each of classes class indices: the dataset's names, then
 // class<i> for indices beyond them.
 func NamesFor(names []string, classes int) []string {
@@ -420,7 +414,7 @@ func (t *Trainer) buildTrainGraph() error {
 		return err
 	}
 	shape := []int{t.micro}
-	if t.model.Info.Task == graphs.Segmentation {
+	if t.model.Info.Task == label.Segmentation {
 		shape = []int{t.micro, cfg.CropH, cfg.CropW}
 	}
 	t.labelsT = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))
@@ -684,7 +678,7 @@ func (t *Trainer) evaluate(ctx context.Context) (*EvalResult, error) {
 		return ev, nil
 	}
 	name, v := ev.Metric()
-	if ev.Task == graphs.Segmentation {
+	if ev.Task == label.Segmentation {
 		bar.finish(fmt.Sprintf("  eval: mIoU %.4f, pixel acc %.4f, mean acc %.4f on %d images (%.0fs)", v, ev.Seg.PixelAcc, ev.Seg.MeanAcc, ev.Images, ev.Seconds))
 	} else {
 		bar.finish(fmt.Sprintf("  eval: %s %.4f, top5 %.4f on %d images (%.0fs)", name, v, ev.Cls.Top5, ev.Images, ev.Seconds))
@@ -693,7 +687,7 @@ func (t *Trainer) evaluate(ctx context.Context) (*EvalResult, error) {
 }
 
 func fillRecord(rec *report.EpochRecord, ev *EvalResult) {
-	if ev.Task == graphs.Segmentation {
+	if ev.Task == label.Segmentation {
 		rec.MIoU = report.Optional(ev.Seg.MeanIoU)
 		rec.PixelAcc = report.Optional(ev.Seg.PixelAcc)
 		rec.MeanAcc = report.Optional(ev.Seg.MeanAcc)
@@ -718,7 +712,7 @@ func (t *Trainer) considerBest(ev *EvalResult) error {
 		return err
 	}
 	best := report.Best{Epoch: t.epoch, Step: t.globalStep, Metric: name, Value: v}
-	if ev.Task == graphs.Segmentation {
+	if ev.Task == label.Segmentation {
 		for _, c := range ev.Seg.PerClass {
 			best.PerClass = append(best.PerClass, report.ClassIoU{Name: c.Name, IoU: report.Optional(c.IoU), Acc: report.Optional(c.Acc)})
 		}

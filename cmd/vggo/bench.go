@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
 
@@ -89,7 +90,7 @@ Examples:
 				return usagef("--input: %v", err)
 			}
 			cfg.H, cfg.W = h, w
-			if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == graphs.Classification {
+			if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == label.Classification {
 				cfg.Model.InputH, cfg.Model.InputW = h, w
 			}
 		} else if *preset == "" {

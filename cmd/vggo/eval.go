@@ -9,6 +9,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
 
@@ -104,10 +105,10 @@ Examples:
 		if err != nil {
 			return err
 		}
-		seg := m.Info.Task == graphs.Segmentation
-		if seg != (ds.Task() == data.Segmentation) {
-			return fmt.Errorf("%s is a %s model but %s holds other data (--kind)", m.Config.Arch, m.Info.Task, *root)
+		if m.Info.Task != ds.Task() {
+			return fmt.Errorf("%s is a %s model but %s holds %s data (--kind)", m.Config.Arch, m.Info.Task, *root, ds.Task())
 		}
+		seg := m.Info.Task == label.Segmentation
 		if *batch == 0 {
 			*batch = 1
 			if !seg {

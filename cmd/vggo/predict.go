@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/vggo/vggo/data"
-	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/metrics"
 	"github.com/vggo/vggo/train"
 )
@@ -60,7 +60,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		seg := m.Info.Task == graphs.Segmentation
+		seg := m.Info.Task == label.Segmentation
 		if seg {
 			if err := os.MkdirAll(*out, 0o755); err != nil {
 				return err
@@ -68,10 +68,6 @@ Examples:
 		}
 		ev := train.NewEvaluator(m)
 		defer ev.Close()
-		task := data.Classification
-		if seg {
-			task = data.Segmentation
-		}
 		tf := data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}
 		classes := m.Config.Classes
 		for _, p := range paths {
@@ -82,7 +78,7 @@ Examples:
 			if err != nil {
 				return err
 			}
-			chw, h, w, err := data.Preprocess(img, tf, task)
+			chw, h, w, err := data.Preprocess(img, tf, m.Info.Task)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p, err)
 			}

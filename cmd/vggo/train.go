@@ -15,6 +15,7 @@ import (
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/train"
 )
@@ -158,7 +159,7 @@ micro-batches whose gradients are summed (a large batch in little memory).`,
 				Seed: *seed, Out: *out, SaveEvery: *saveEvery, Keep: *keep, EvalEvery: *evalEvery, Pretrained: *pretrained,
 			}
 			if demo {
-				if *kind != "voc" || info.Task != graphs.Segmentation {
+				if *kind != "voc" || info.Task != label.Segmentation {
 					return usagef("the demo dataset is VOC segmentation: give --data for %s", info.Name)
 				}
 				dir := demoDir()
@@ -187,7 +188,7 @@ micro-batches whose gradients are summed (a large batch in little memory).`,
 			}
 			if *crop == "" {
 				*crop = "512x512"
-				if info.Task == graphs.Classification {
+				if info.Task == label.Classification {
 					*crop = "224x224"
 				}
 			}
@@ -202,7 +203,7 @@ micro-batches whose gradients are summed (a large batch in little memory).`,
 			}
 
 			// Optimizer and schedule: the usual recipe of the task unless told otherwise.
-			seg := info.Task == graphs.Segmentation
+			seg := info.Task == label.Segmentation
 			oc := train.DefaultOptimizerConfig(*optName)
 			if *optName == "sgd" {
 				oc.Momentum, oc.Nesterov = *momentum, *nesterov
@@ -277,7 +278,7 @@ func runTraining(ctx context.Context, e *env, tr *train.Trainer) error {
 		cfg.Model.Arch, res.Epochs, res.Steps, time.Since(start).Round(time.Second), res.Dir)
 	if ev := res.LastEval; ev != nil {
 		name, v := ev.Metric()
-		if ev.Task == graphs.Segmentation {
+		if ev.Task == label.Segmentation {
 			fmt.Fprintf(e.stdout, "validation mIoU %.4f (pixel accuracy %.4f, mean accuracy %.4f) on %d images\n",
 				v, ev.Seg.PixelAcc, ev.Seg.MeanAcc, ev.Images)
 		} else {
