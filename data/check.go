@@ -147,7 +147,7 @@ func Check(ctx context.Context, ds Dataset, opts CheckOptions) (*Report, error) 
 		for v, c := range res.hist {
 			switch {
 			case c == 0:
-			case v == Ignore && r.Task == label.Segmentation:
+			case v == label.Ignore && r.Task == label.Segmentation:
 				r.Ignored += c
 			case v < len(names) && r.Task == label.Segmentation:
 				r.Pixels[v] += c

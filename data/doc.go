@@ -16,7 +16,7 @@
 // 8-bit grayscale PNG (SegmentationClassAug) its values. RGB colour masks are
 // refused, never mapped back from colours: DESIGN.md makes palette indices the
 // classes, and the error says how to convert. Every value must be below the class
-// count or be 255 (Ignore). Headers are checked before decoding; more than
+// count or be 255 (label.Ignore). Headers are checked before decoding; more than
 // MaxPixels is refused. VOCClasses, VOCColor, VOCPalette and EncodeMask give
 // the VOC names and colormap.
 //

@@ -36,7 +36,7 @@ func synthMask(w, h, classes int) *image.Gray {
 		for x := range w {
 			v := uint8(y * classes / h)
 			if x == 0 {
-				v = Ignore
+				v = label.Ignore
 			}
 			m.Pix[y*m.Stride+x] = v
 		}

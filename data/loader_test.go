@@ -196,7 +196,7 @@ func TestLoaderEvalBatches(t *testing.T) {
 			plane := b.H * b.W
 			for y := range b.H {
 				for x := range b.W {
-					wantL, wantG := Ignore, float32(0)
+					wantL, wantG := label.Ignore, float32(0)
 					if x < w && y < h {
 						wantL, wantG = int(ex.Mask.GrayAt(x, y).Y), tr.lut[1][ex.Image.RGBAAt(x, y).G]
 					}
@@ -372,7 +372,7 @@ func TestLoaderVOC(t *testing.T) {
 	m := synthMask(24, 23, 21)
 	for y := range b.H {
 		for x := range b.W {
-			want := Ignore
+			want := label.Ignore
 			if x < 24 && y < 23 {
 				want = int(m.Pix[y*24+x])
 			}

@@ -7,9 +7,6 @@ import (
 	"io"
 )
 
-// Ignore is the label of pixels that are not scored (VOC object boundaries, padding).
-const Ignore = 255
-
 // VOCNumClasses is the number of PASCAL VOC segmentation classes, background included.
 const VOCNumClasses = 21
 

@@ -295,13 +295,13 @@ func writeMask(dst []int, H, W int, m *image.Gray, xs, ys []int, flip bool) {
 		out := dst[y*W : y*W+W]
 		if ys[y] < 0 {
 			for i := range out {
-				out[i] = Ignore
+				out[i] = label.Ignore
 			}
 			continue
 		}
 		row := m.Pix[ys[y]*m.Stride:]
 		for x, sx := range xs {
-			v := Ignore
+			v := label.Ignore
 			if sx >= 0 {
 				v = int(row[sx])
 			}

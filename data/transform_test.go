@@ -68,7 +68,7 @@ func TestSegCentred(t *testing.T) {
 				for y := range H {
 					for x := range W {
 						sx, sy := x+ox, y+oy
-						wantL, wantR := Ignore, float32(0)
+						wantL, wantR := label.Ignore, float32(0)
 						if sx >= 0 && sy >= 0 && sx < tc.w && sy < tc.h {
 							wantL = int(ex.Mask.GrayAt(sx, sy).Y)
 							wantR = tr.lut[0][ex.Image.RGBAAt(sx, sy).R]
@@ -129,7 +129,7 @@ func TestSegFullAlignment(t *testing.T) {
 		for y := range H {
 			for x := range W {
 				l := lab[y*W+x]
-				if l == Ignore {
+				if l == label.Ignore {
 					hasPad = true
 					if img[y*W+x] != 0 {
 						t.Fatalf("sample %d (%d,%d): padding has image value %v, want 0", i, x, y, img[y*W+x])

@@ -50,7 +50,7 @@ func OpenVOC(root, split string, opts VOCOptions) (*VOC, error) {
 	if opts.Classes == 0 {
 		opts.Classes = VOCNumClasses
 	}
-	if opts.Classes < 1 || opts.Classes > 255 {
+	if opts.Classes < 1 || opts.Classes > label.Ignore {
 		return nil, fmt.Errorf("data: %d classes: want 1..255 (255 is the ignore label)", opts.Classes)
 	}
 	names, err := classNames(opts.Classes, opts.ClassNames)

@@ -125,7 +125,7 @@ func (c Config) Normalize() (Config, ArchInfo, error) {
 	if c.Classes == 0 {
 		c.Classes = info.Classes
 	}
-	if c.Classes < 1 || (info.Task == label.Segmentation && c.Classes > 255) {
+	if c.Classes < 1 || (info.Task == label.Segmentation && c.Classes > label.Ignore) {
 		return c, info, fmt.Errorf("graphs: %s: classes %d out of range (segmentation: 1..255, since 255 marks ignored pixels; classification: >= 1)", c.Arch, c.Classes)
 	}
 	if c.InputH == 0 {

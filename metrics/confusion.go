@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/vggo/vggo/label"
 )
 
 // ConfusionMatrix counts (ground truth, prediction) pairs of pixels over a whole
@@ -16,8 +18,8 @@ import (
 // A ConfusionMatrix is not safe for concurrent use: give each worker its own and merge.
 type ConfusionMatrix struct {
 	Classes int `json:"classes"`
-	// IgnoreIndex is the label that is not scored: 0 means DefaultIgnoreIndex (255),
-	// as elsewhere in vggo; NoIgnore scores every pixel. NewConfusionMatrix sets 255.
+	// IgnoreIndex is the label that is not scored: 0 means label.Ignore (255),
+	// as elsewhere in vggo; label.NoIgnore scores every pixel. NewConfusionMatrix sets 255.
 	IgnoreIndex int `json:"ignore_index"`
 	// Counts[gt*Classes+pred] is the number of pixels of class gt predicted as pred.
 	Counts []int64 `json:"counts"`
@@ -29,7 +31,7 @@ func NewConfusionMatrix(classes int) *ConfusionMatrix {
 	if classes < 1 {
 		panic(fmt.Sprintf("metrics: NewConfusionMatrix(%d): need at least one class", classes))
 	}
-	return &ConfusionMatrix{Classes: classes, IgnoreIndex: DefaultIgnoreIndex, Counts: make([]int64, classes*classes)}
+	return &ConfusionMatrix{Classes: classes, IgnoreIndex: label.Ignore, Counts: make([]int64, classes*classes)}
 }
 
 func (m *ConfusionMatrix) check() error {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 func near(got, want float64) bool {
@@ -258,7 +260,7 @@ func TestConfusionErrors(t *testing.T) {
 		t.Errorf("merge: %v", err)
 	}
 	other := NewConfusionMatrix(3)
-	other.IgnoreIndex = NoIgnore
+	other.IgnoreIndex = label.NoIgnore
 	if err := m.Merge(other); err == nil {
 		t.Error("merging matrices with different ignore indices succeeded")
 	}
@@ -277,7 +279,7 @@ func TestConfusionErrors(t *testing.T) {
 	NewConfusionMatrix(0)
 }
 
-// TestIgnoreIndex: 0 in a literal matrix means 255; NoIgnore scores 255 as a label (an
+// TestIgnoreIndex: 0 in a literal matrix means 255; label.NoIgnore scores 255 as a label (an
 // error here, 255 being out of range).
 func TestIgnoreIndex(t *testing.T) {
 	m := &ConfusionMatrix{Classes: 2, Counts: make([]int64, 4)}
@@ -285,9 +287,9 @@ func TestIgnoreIndex(t *testing.T) {
 	if m.Total() != 1 {
 		t.Errorf("total %d, want 1", m.Total())
 	}
-	m.IgnoreIndex = NoIgnore
+	m.IgnoreIndex = label.NoIgnore
 	if err := m.Add([]int{1}, []int{255}); err == nil {
-		t.Error("NoIgnore: label 255 accepted")
+		t.Error("label.NoIgnore: label 255 accepted")
 	}
 }
 

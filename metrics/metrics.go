@@ -12,13 +12,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/vggo/vggo/label"
 )
-
-// DefaultIgnoreIndex is the label of pixels that are not scored (VOC's 255).
-const DefaultIgnoreIndex = 255
-
-// NoIgnore as an IgnoreIndex scores every pixel (no class index is negative).
-const NoIgnore = -1
 
 // VOCClasses are the 21 PASCAL VOC segmentation classes, indexed by label. Treat it as
 // read-only; DefaultNames returns a copy.
@@ -53,7 +49,7 @@ func namesFor(classes int, names []string) ([]string, error) {
 
 func ignoreOf(i int) int {
 	if i == 0 {
-		return DefaultIgnoreIndex
+		return label.Ignore
 	}
 	return i
 }

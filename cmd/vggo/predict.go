@@ -169,7 +169,7 @@ func writeOverlay(path string, img *image.RGBA, mask *image.Gray) error {
 		for x := 0; x < b.Dx(); x++ {
 			p := img.RGBAAt(b.Min.X+x, b.Min.Y+y)
 			k := mask.Pix[y*mask.Stride+x]
-			if k != 0 && k != 255 {
+			if k != 0 && k != label.Ignore {
 				c := data.VOCColor(k)
 				p = color.RGBA{uint8((uint16(p.R) + uint16(c.R)) / 2), uint8((uint16(p.G) + uint16(c.G)) / 2), uint8((uint16(p.B) + uint16(c.B)) / 2), 255}
 			}
