@@ -17,8 +17,8 @@
 // refused, never mapped back from colours: DESIGN.md makes palette indices the
 // classes, and the error says how to convert. Every value must be below the class
 // count or be 255 (label.Ignore). Headers are checked before decoding; more than
-// MaxPixels is refused. VOCClasses, VOCColor, VOCPalette and EncodeMask give
-// the VOC names and colormap.
+// MaxPixels is refused. VOCColor, VOCPalette and EncodeMask give the VOC
+// colormap; label.VOCClasses gives the class names.
 //
 // # Transforms
 //

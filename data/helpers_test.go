@@ -146,7 +146,7 @@ func (d *memDataset) ClassNames() []string {
 	if d.task == label.Classification {
 		return []string{"a", "b", "c"}
 	}
-	return VOCClasses()
+	return label.VOCClasses()
 }
 func (d *memDataset) Load(i int) (Example, error) {
 	if d.load != nil {

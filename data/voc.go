@@ -48,7 +48,7 @@ func OpenVOC(root, split string, opts VOCOptions) (*VOC, error) {
 		opts.MaskDir = "SegmentationClass"
 	}
 	if opts.Classes == 0 {
-		opts.Classes = VOCNumClasses
+		opts.Classes = len(label.VOCClasses())
 	}
 	if opts.Classes < 1 || opts.Classes > label.Ignore {
 		return nil, fmt.Errorf("data: %d classes: want 1..255 (255 is the ignore label)", opts.Classes)
@@ -107,16 +107,7 @@ func classNames(n int, given []string) ([]string, error) {
 		}
 		return append([]string(nil), given...), nil
 	}
-	voc := VOCClasses()
-	names := make([]string, n)
-	for i := range names {
-		if i < len(voc) {
-			names[i] = voc[i]
-		} else {
-			names[i] = fmt.Sprintf("class%d", i)
-		}
-	}
-	return names, nil
+	return label.Names(n, label.VOCClasses()), nil
 }
 
 // resolveVOCRoot finds the folder holding JPEGImages: root, root/VOC2012,

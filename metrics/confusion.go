@@ -166,7 +166,8 @@ type Scores struct {
 	PerClass []ClassScore
 }
 
-// Scores computes the metrics, naming classes with DefaultNames.
+// Scores computes the metrics, naming classes with label.Names: class0, class1, ..., or
+// the VOC names for 21 classes.
 func (m *ConfusionMatrix) Scores() Scores {
 	s, err := m.ScoresNamed(nil)
 	if err != nil {
@@ -177,7 +178,7 @@ func (m *ConfusionMatrix) Scores() Scores {
 	return s
 }
 
-// ScoresNamed computes the metrics with the given class names (nil: DefaultNames).
+// ScoresNamed computes the metrics with the given class names (nil: label.Names).
 func (m *ConfusionMatrix) ScoresNamed(names []string) (Scores, error) {
 	if err := m.check(); err != nil {
 		return Scores{}, err

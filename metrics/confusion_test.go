@@ -340,8 +340,8 @@ func TestScoresJSONAndTable(t *testing.T) {
 	if tb := named.Table(); !strings.Contains(tb, "road") || !strings.Contains(tb, "mIoU n/a") {
 		t.Errorf("empty named table:\n%s", tb)
 	}
-	if got := DefaultNames(3); !slices.Equal(got, []string{"class0", "class1", "class2"}) {
-		t.Errorf("DefaultNames(3) = %v", got)
+	if got := NewConfusionMatrix(3).Scores().PerClass; got[0].Name != "class0" || got[2].Name != "class2" {
+		t.Errorf("3 unnamed classes are named %q .. %q, want class0 .. class2", got[0].Name, got[2].Name)
 	}
 }
 

@@ -16,30 +16,9 @@ import (
 	"github.com/vggo/vggo/label"
 )
 
-// VOCClasses are the 21 PASCAL VOC segmentation classes, indexed by label. Treat it as
-// read-only; DefaultNames returns a copy.
-var VOCClasses = []string{
-	"background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-	"chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-	"sheep", "sofa", "train", "tvmonitor",
-}
-
-// DefaultNames returns class names for a table: the VOC names for 21 classes, else
-// "class0", "class1", ....
-func DefaultNames(classes int) []string {
-	if classes == len(VOCClasses) {
-		return append([]string(nil), VOCClasses...)
-	}
-	names := make([]string, max(classes, 0))
-	for i := range names {
-		names[i] = fmt.Sprintf("class%d", i)
-	}
-	return names
-}
-
 func namesFor(classes int, names []string) ([]string, error) {
 	if names == nil {
-		return DefaultNames(classes), nil
+		return label.Names(classes, nil), nil
 	}
 	if len(names) != classes {
 		return nil, fmt.Errorf("metrics: got %d class names for %d classes", len(names), classes)

@@ -132,7 +132,8 @@ type ClassificationScores struct {
 	PerClass []ClassAccuracy
 }
 
-// Scores computes the metrics, naming classes with DefaultNames.
+// Scores computes the metrics, naming classes with label.Names: class0, class1, ..., or
+// the VOC names for 21 classes.
 func (t *TopK) Scores() ClassificationScores {
 	s, err := t.ScoresNamed(nil)
 	if err != nil {
@@ -142,7 +143,7 @@ func (t *TopK) Scores() ClassificationScores {
 	return s
 }
 
-// ScoresNamed computes the metrics with the given class names (nil: DefaultNames).
+// ScoresNamed computes the metrics with the given class names (nil: label.Names).
 func (t *TopK) ScoresNamed(names []string) (ClassificationScores, error) {
 	if err := t.check(); err != nil {
 		return ClassificationScores{}, err

@@ -286,7 +286,7 @@ func (t *Trainer) setup() error {
 		mcfg.InputH, mcfg.InputW = cfg.CropH, cfg.CropW
 	}
 	cfg.Model = mcfg
-	t.names = NamesFor(t.names, mcfg.Classes)
+	t.names = label.Names(mcfg.Classes, t.names)
 	if err := info.CheckInput(cfg.CropH, cfg.CropW); err != nil {
 		return fmt.Errorf("train: --crop: %w", err)
 	}
@@ -367,20 +367,6 @@ func (t *Trainer) setup() error {
 		t.bucket = newGradBucket(t.model, t.params)
 	}
 	return nil
-}
-
-// NamesFor gives a name to each of classes class indices: the dataset's names, then
-// class<i> for indices beyond them.
-func NamesFor(names []string, classes int) []string {
-	out := make([]string, classes)
-	for i := range out {
-		if i < len(names) {
-			out[i] = names[i]
-		} else {
-			out[i] = fmt.Sprintf("class%d", i)
-		}
-	}
-	return out
 }
 
 func openData(cfg *Config) (train, val data.Dataset, err error) {

@@ -120,7 +120,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		names := train.NamesFor(ds.ClassNames(), m.Config.Classes)
+		names := label.Names(m.Config.Classes, ds.ClassNames())
 		ev := train.NewEvaluator(m)
 		defer ev.Close()
 		var bar func(done, total int)
