@@ -62,35 +62,23 @@ type ArchInfo struct {
 	Classes       int // default class count
 	Size          int // default (square) input size
 	Stride        int // inputs must be divisible by this (segmentation); classifiers need Size/Stride >= 1
-	Doc           string
 	build         func(n *net, x act) act
 	hasDropout    bool
 	hasUnpoolMode bool
 }
 
 var architectures = []ArchInfo{
-	{Name: "alexnet", Task: label.Classification, Classes: 1000, Size: 224, Stride: 1, build: buildAlexNet, hasDropout: true,
-		Doc: "AlexNet as in seed 002 (Krizhevsky et al. 2012, single tower): 96@11x11/4 same, pool 3/2, 256@5x5, pool, 256, 384, 256 @3x3, pool, FC 4096-4096-classes"},
-	{Name: "vgg11", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, false), hasDropout: true,
-		Doc: "VGG config A (Simonyan & Zisserman 2015)"},
-	{Name: "vgg13", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, false), hasDropout: true,
-		Doc: "VGG config B"},
-	{Name: "vgg16", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, false), hasDropout: true,
-		Doc: "VGG config D: 13 conv + 3 FC (seeds 003, 004)"},
-	{Name: "vgg19", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, false), hasDropout: true,
-		Doc: "VGG config E: 16 conv + 3 FC"},
-	{Name: "vgg11-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, true), hasDropout: true,
-		Doc: "VGG config A with batch norm (torchvision vgg11_bn)"},
-	{Name: "vgg13-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, true), hasDropout: true,
-		Doc: "VGG config B with batch norm (torchvision vgg13_bn)"},
-	{Name: "vgg16-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, true), hasDropout: true,
-		Doc: "VGG config D with batch norm (torchvision vgg16_bn)"},
-	{Name: "vgg19-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, true), hasDropout: true,
-		Doc: "VGG config E with batch norm (torchvision vgg19_bn)"},
-	{Name: "vgg16-segnet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 32, build: buildSegNet, hasUnpoolMode: true,
-		Doc: "SegNet with a VGG16-BN encoder (seed 000; Badrinarayanan et al. 2017), full-resolution logits"},
-	{Name: "vgg19-unet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 16, build: buildUNet,
-		Doc: "U-Net with a VGG19 encoder (seed 001; Ronneberger et al. 2015), full-resolution logits"},
+	{Name: "alexnet", Task: label.Classification, Classes: 1000, Size: 224, Stride: 1, build: buildAlexNet, hasDropout: true},
+	{Name: "vgg11", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, false), hasDropout: true},
+	{Name: "vgg13", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, false), hasDropout: true},
+	{Name: "vgg16", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, false), hasDropout: true},
+	{Name: "vgg19", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, false), hasDropout: true},
+	{Name: "vgg11-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, true), hasDropout: true},
+	{Name: "vgg13-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, true), hasDropout: true},
+	{Name: "vgg16-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, true), hasDropout: true},
+	{Name: "vgg19-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, true), hasDropout: true},
+	{Name: "vgg16-segnet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 32, build: buildSegNet, hasUnpoolMode: true},
+	{Name: "vgg19-unet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 16, build: buildUNet},
 }
 
 // Names lists the architectures, in the zoo's order.
