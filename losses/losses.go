@@ -40,9 +40,6 @@ type CEOptions struct {
 	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
 }
 
-// DefaultCE returns the options of the usual VOC loss: unweighted, ignore label 255.
-func DefaultCE() CEOptions { return CEOptions{IgnoreIndex: label.Ignore} }
-
 // DiceOptions configures Dice. The zero value ignores label 255, smooths by 1 and
 // averages over all classes.
 type DiceOptions struct {

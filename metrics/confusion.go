@@ -300,10 +300,3 @@ func (s Scores) WriteTable(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
-
-// Table returns WriteTable's output.
-func (s Scores) Table() string {
-	var b strings.Builder
-	_ = s.WriteTable(&b) // a strings.Builder does not fail
-	return b.String()
-}

@@ -227,10 +227,3 @@ func (s ClassificationScores) WriteTable(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
-
-// Table returns WriteTable's output.
-func (s ClassificationScores) Table() string {
-	var b strings.Builder
-	_ = s.WriteTable(&b)
-	return b.String()
-}

@@ -118,7 +118,7 @@ func TestDump(t *testing.T) {
 		write(t, dir, c.name+".labels", lab64)
 		ln := G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...),
 			G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(lab))))
-		loss, err := losses.CrossEntropy(gr.Logits, ln, losses.DefaultCE())
+		loss, err := losses.CrossEntropy(gr.Logits, ln, losses.CEOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
