@@ -1,7 +1,9 @@
 // Package graphs is vggo's layer vocabulary and model zoo: AlexNet, VGG11/13/16/19 (with
 // or without batch norm), VGG16-SegNet and VGG19-UNet, each built as a Gorgonia expression
-// graph over named parameters whose names are the state_dict keys of the PyTorch reference
-// models (../shared/reference/torch_models.py and torchvision).
+// graph over named parameters whose names are the state_dict keys of the equivalent PyTorch
+// modules: torchvision's for the VGGs (features.0.weight, classifier.6.bias), conv1..conv5
+// and classifier.N for AlexNet, encoder.N and decoder.N for SegNet, b1..b5, u4..u1 and
+// head for U-Net.
 //
 // A Model owns its parameters and buffers. Build makes a graph for one (batch, height,
 // width, mode); every graph built from a model reads and writes the same parameter

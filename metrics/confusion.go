@@ -149,7 +149,7 @@ type ClassScore struct {
 	TP         int64
 }
 
-// Scores are the segmentation metrics of a confusion matrix (DESIGN.md, "Metrics").
+// Scores are the segmentation metrics of a confusion matrix.
 // Every field is NaN when nothing was counted.
 type Scores struct {
 	// PixelAcc = trace/total.

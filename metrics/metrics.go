@@ -1,6 +1,6 @@
 // Package metrics scores predictions in plain Go: a confusion matrix for semantic
 // segmentation (pixel accuracy, mean class accuracy, per-class IoU, mIoU and
-// frequency-weighted IoU, as defined in DESIGN.md), top-1/top-5 and per-class accuracy
+// frequency-weighted IoU), top-1/top-5 and per-class accuracy
 // for classification, and the argmax/softmax helpers that turn logits into predictions.
 //
 // Scores that are undefined (a class absent from both ground truth and prediction, an
