@@ -108,13 +108,6 @@ func (m *Manager) SaveNumbered(f *File, epoch, step int) (string, error) {
 	return path, m.prune()
 }
 
-// Prune deletes the oldest numbered checkpoints beyond Keep.
-func (m *Manager) Prune() error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.prune()
-}
-
 func (m *Manager) prune() error {
 	if m.keep <= 0 {
 		return nil
@@ -167,23 +160,4 @@ func (m *Manager) numbered() ([]Numbered, error) {
 		return a.Step - b.Step
 	})
 	return list, nil
-}
-
-// Latest returns the checkpoint to resume from: last.safetensors if it exists, else
-// the newest numbered checkpoint. ok is false when the directory holds neither.
-func (m *Manager) Latest() (path string, ok bool, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	st, err := os.Stat(m.LastPath())
-	switch {
-	case err == nil && st.Mode().IsRegular():
-		return m.LastPath(), true, nil
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return "", false, fmt.Errorf("checkpoints: %w", err)
-	}
-	list, err := m.numbered()
-	if err != nil || len(list) == 0 {
-		return "", false, err
-	}
-	return list[len(list)-1].Path, true, nil
 }

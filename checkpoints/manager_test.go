@@ -17,9 +17,6 @@ func TestManagerRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := m.Latest(); ok || err != nil {
-		t.Errorf("Latest in an empty run: got ok=%v err=%v", ok, err)
-	}
 	// A file of someone else's and one that only looks numbered survive pruning.
 	os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(dir, "ckpt-epoch1-stepX.safetensors"), []byte("x"), 0o644)
@@ -36,9 +33,6 @@ func TestManagerRetention(t *testing.T) {
 	}
 	if err := m.SaveBest(tiny(-1)); err != nil {
 		t.Fatal(err)
-	}
-	if p, ok, err := m.Latest(); !ok || err != nil || filepath.Base(p) != "ckpt-epoch0012-step1234567.safetensors" {
-		t.Errorf("Latest without last: got %s %v %v", p, ok, err)
 	}
 	if err := m.SaveLast(tiny(-2)); err != nil {
 		t.Fatal(err)
@@ -60,9 +54,6 @@ func TestManagerRetention(t *testing.T) {
 		if !slices.Contains(names, keep) {
 			t.Errorf("%s was deleted; directory holds %v", keep, names)
 		}
-	}
-	if p, ok, err := m.Latest(); !ok || err != nil || p != m.LastPath() {
-		t.Errorf("Latest: got %s %v %v, want last.safetensors", p, ok, err)
 	}
 	if f, err := Load(m.BestPath()); err != nil || f.Tensors[0].Data[0] != -1 {
 		t.Errorf("best: %v %v", f, err)

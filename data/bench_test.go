@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/image/draw"
+
+	"github.com/vggo/vggo/label"
 )
 
 // benchVOC writes n VOC-style 500x375 samples (the typical VOC size) with noisy
@@ -60,7 +62,7 @@ func BenchmarkSegTrainTransform(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tr, _ := newTransformer(Transform{Train: true, CropH: 512, CropW: 512}, Segmentation)
+	tr, _ := newTransformer(Transform{Train: true, CropH: 512, CropW: 512}, label.Segmentation)
 	img, lab := make([]float32, 3*512*512), make([]int, 512*512)
 	var s scratch
 	b.ReportAllocs()

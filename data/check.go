@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"text/tabwriter"
+
+	"github.com/vggo/vggo/label"
 )
 
 // CheckOptions configures Check. The zero value checks with one goroutine.
@@ -28,7 +30,7 @@ type Problem struct {
 
 // Report is what Check found: every problem and a summary of the good samples.
 type Report struct {
-	Task       Task
+	Task       label.Task
 	Samples    int       // samples read
 	Problems   []Problem // in sample order; a sample may have several
 	ClassNames []string
@@ -64,7 +66,7 @@ func Check(ctx context.Context, ds Dataset, opts CheckOptions) (*Report, error) 
 	n := ds.Len()
 	names := ds.ClassNames()
 	r := &Report{Task: ds.Task(), Samples: n, ClassNames: names}
-	if r.Task == Segmentation {
+	if r.Task == label.Segmentation {
 		r.Pixels = make([]int64, len(names))
 	} else {
 		r.Images = make([]int, len(names))
@@ -145,9 +147,9 @@ func Check(ctx context.Context, ds Dataset, opts CheckOptions) (*Report, error) 
 		for v, c := range res.hist {
 			switch {
 			case c == 0:
-			case v == Ignore && r.Task == Segmentation:
+			case v == label.Ignore && r.Task == label.Segmentation:
 				r.Ignored += c
-			case v < len(names) && r.Task == Segmentation:
+			case v < len(names) && r.Task == label.Segmentation:
 				r.Pixels[v] += c
 			case v < len(names):
 				r.Images[v] += int(c)
@@ -195,7 +197,7 @@ func (r *Report) Print(w io.Writer) error {
 		fmt.Fprintf(&b, "\nimage sizes (HxW): %dx%d .. %dx%d\n", r.MinH, r.MinW, r.MaxH, r.MaxW)
 	}
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if r.Task == Segmentation {
+	if r.Task == label.Segmentation {
 		total := r.Ignored
 		for _, c := range r.Pixels {
 			total += c

@@ -7,6 +7,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 func TestCheck(t *testing.T) {
@@ -113,7 +115,7 @@ func TestCheckFolder(t *testing.T) {
 func TestCheckCancel(t *testing.T) {
 	base := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
-	ds := &memDataset{task: Segmentation, n: 1000, load: func(i int) {
+	ds := &memDataset{task: label.Segmentation, n: 1000, load: func(i int) {
 		if i == 10 {
 			cancel()
 		}
@@ -126,9 +128,9 @@ func TestCheckCancel(t *testing.T) {
 }
 
 func TestSubset(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 5}
+	ds := &memDataset{task: label.Segmentation, n: 5}
 	s := Subset(ds, []int{4, 1})
-	if s.Len() != 2 || s.Sample(0).ID != idOf(4) || s.Task() != Segmentation || len(s.ClassNames()) != 21 {
+	if s.Len() != 2 || s.Sample(0).ID != idOf(4) || s.Task() != label.Segmentation || len(s.ClassNames()) != 21 {
 		t.Errorf("got %d samples, %v", s.Len(), s.Sample(0))
 	}
 	if ex, err := s.Load(1); err != nil || ex.ID != idOf(1) {

@@ -3,27 +3,9 @@ package data
 import (
 	"fmt"
 	"image"
+
+	"github.com/vggo/vggo/label"
 )
-
-// Task says what a dataset's labels are.
-type Task int
-
-const (
-	// Segmentation: one class index per pixel (a mask), 255 = ignore.
-	Segmentation Task = iota
-	// Classification: one class index per image.
-	Classification
-)
-
-func (t Task) String() string {
-	switch t {
-	case Segmentation:
-		return "segmentation"
-	case Classification:
-		return "classification"
-	}
-	return fmt.Sprintf("Task(%d)", int(t))
-}
 
 // Sample locates one sample on disk.
 type Sample struct {
@@ -48,7 +30,7 @@ type Dataset interface {
 	Len() int
 	Sample(i int) Sample
 	Load(i int) (Example, error)
-	Task() Task
+	Task() label.Task
 	ClassNames() []string
 }
 
@@ -87,5 +69,5 @@ type subset struct {
 func (s *subset) Len() int                    { return len(s.idx) }
 func (s *subset) Sample(i int) Sample         { return s.ds.Sample(s.idx[i]) }
 func (s *subset) Load(i int) (Example, error) { return s.ds.Load(s.idx[i]) }
-func (s *subset) Task() Task                  { return s.ds.Task() }
+func (s *subset) Task() label.Task            { return s.ds.Task() }
 func (s *subset) ClassNames() []string        { return s.ds.ClassNames() }

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"golang.org/x/image/draw"
+
+	"github.com/vggo/vggo/label"
 )
 
 // MaxPixels is the largest image or mask accepted (64 megapixels). Headers are
@@ -222,7 +224,7 @@ func ReadMask(path string, classes int) (*image.Gray, error) {
 
 // decodeMask returns the mask and its value histogram.
 func decodeMask(b []byte, classes int) (*image.Gray, *[256]int64, error) {
-	if classes < 1 || classes > 255 {
+	if classes < 1 || classes > label.Ignore {
 		return nil, nil, fmt.Errorf("classes is %d, want 1..255", classes)
 	}
 	switch {
@@ -282,7 +284,7 @@ func decodeMask(b []byte, classes int) (*image.Gray, *[256]int64, error) {
 
 func checkValues(hist *[256]int64, classes int) error {
 	var bad []string
-	for v := classes; v < Ignore; v++ {
+	for v := classes; v < label.Ignore; v++ {
 		if hist[v] > 0 {
 			px := "pixels"
 			if hist[v] == 1 {

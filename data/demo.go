@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/vggo/vggo/label"
 )
 
 // DemoConfig sizes the demo dataset. The zero value means the defaults.
@@ -291,7 +293,7 @@ func demoSample(cfg DemoConfig, i int) (*image.RGBA, *image.Gray) {
 			}
 			if (x > 0 && src[y*S+x-1] != v) || (x < S-1 && src[y*S+x+1] != v) ||
 				(y > 0 && src[(y-1)*S+x] != v) || (y < S-1 && src[(y+1)*S+x] != v) {
-				lab.Pix[y*S+x] = Ignore
+				lab.Pix[y*S+x] = label.Ignore
 			}
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vggo/vggo/label"
 )
 
 var smallDemo = DemoConfig{Train: 6, Val: 3, Size: 48, Seed: 5}
@@ -214,7 +216,7 @@ func eachPixel(t *testing.T, ds Dataset, f func(l int, c [3]float64)) {
 		for y := 1; y < m.Rect.Dy()-1; y++ {
 			for x := 1; x < m.Rect.Dx()-1; x++ {
 				l := int(m.Pix[y*m.Stride+x])
-				if l == Ignore {
+				if l == label.Ignore {
 					continue
 				}
 				var c [3]float64

@@ -14,11 +14,11 @@
 // palette and 16-bit images are converted and alpha is dropped. Masks are PNGs
 // whose values are class indices: a palette PNG gives its palette indices, an
 // 8-bit grayscale PNG (SegmentationClassAug) its values. RGB colour masks are
-// refused, never mapped back from colours: DESIGN.md makes palette indices the
-// classes, and the error says how to convert. Every value must be below the class
-// count or be 255 (Ignore). Headers are checked before decoding; more than
-// MaxPixels is refused. VOCClasses, VOCColor, VOCPalette and EncodeMask give
-// the VOC names and colormap.
+// refused, never mapped back from colours: the class indices are the palette
+// indices, and the error says how to convert. Every value must be below the class
+// count or be 255 (label.Ignore). Headers are checked before decoding; more than
+// MaxPixels is refused. VOCColor, VOCPalette and EncodeMask give the VOC
+// colormap; label.VOCClasses gives the class names.
 //
 // # Transforms
 //

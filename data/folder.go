@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vggo/vggo/label"
 )
 
 // Folder is an image-folder classification dataset:
@@ -114,7 +116,7 @@ func (f *Folder) Len() int { return len(f.samples) }
 func (f *Folder) Sample(i int) Sample { return f.samples[i] }
 
 // Task returns Classification.
-func (f *Folder) Task() Task { return Classification }
+func (f *Folder) Task() label.Task { return label.Classification }
 
 // ClassNames returns the class folder names, indexed by class.
 func (f *Folder) ClassNames() []string { return append([]string(nil), f.names...) }

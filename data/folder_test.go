@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 func makeFolders(t *testing.T, files map[string]int) string {
@@ -52,7 +54,7 @@ func TestOpenFolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if val.Len() != 2 || val.Sample(0).Label != 0 || val.Sample(1).Label != 1 || val.Task() != Classification {
+	if val.Len() != 2 || val.Sample(0).Label != 0 || val.Sample(1).Label != 1 || val.Task() != label.Classification {
 		t.Errorf("val: got %+v %+v", val.Sample(0), val.Sample(1))
 	}
 }

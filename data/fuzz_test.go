@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/vggo/vggo/label"
 )
 
 // fuzzSeeds are small valid and broken images and masks.
@@ -68,7 +70,7 @@ func FuzzDecodeMask(f *testing.F) {
 		}
 		for y := range m.Rect.Dy() {
 			for _, v := range m.Pix[y*m.Stride : y*m.Stride+m.Rect.Dx()] {
-				if int(v) >= classes && v != Ignore {
+				if int(v) >= classes && v != label.Ignore {
 					t.Fatalf("value %d with %d classes", v, classes)
 				}
 			}

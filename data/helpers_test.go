@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 // synthImage returns a w x h image whose pixels encode their coordinates
@@ -34,7 +36,7 @@ func synthMask(w, h, classes int) *image.Gray {
 		for x := range w {
 			v := uint8(y * classes / h)
 			if x == 0 {
-				v = Ignore
+				v = label.Ignore
 			}
 			m.Pix[y*m.Stride+x] = v
 		}
@@ -129,7 +131,7 @@ func pngHeader(w, h uint32, depth, ctype byte) []byte {
 
 // memDataset is an in-memory dataset of synthetic samples of various sizes.
 type memDataset struct {
-	task Task
+	task label.Task
 	n    int
 	load func(i int) // called by Load, for counting
 	bad  map[int]bool
@@ -139,12 +141,12 @@ func (d *memDataset) Len() int { return d.n }
 func (d *memDataset) Sample(i int) Sample {
 	return Sample{ID: idOf(i), ImagePath: "mem/" + idOf(i) + ".jpg", Label: i % 3}
 }
-func (d *memDataset) Task() Task { return d.task }
+func (d *memDataset) Task() label.Task { return d.task }
 func (d *memDataset) ClassNames() []string {
-	if d.task == Classification {
+	if d.task == label.Classification {
 		return []string{"a", "b", "c"}
 	}
-	return VOCClasses()
+	return label.VOCClasses()
 }
 func (d *memDataset) Load(i int) (Example, error) {
 	if d.load != nil {
@@ -161,7 +163,7 @@ func (d *memDataset) Load(i int) (Example, error) {
 		}
 	}
 	ex := Example{ID: idOf(i), Image: img, Label: -1}
-	if d.task == Segmentation {
+	if d.task == label.Segmentation {
 		ex.Mask = synthMask(w, h, 21)
 	} else {
 		ex.Label = i % 3

@@ -7,6 +7,8 @@ import (
 	"iter"
 	"sync"
 	"sync/atomic"
+
+	"github.com/vggo/vggo/label"
 )
 
 // Config configures a Loader. Its zero value is usable except for BatchSize.
@@ -281,7 +283,7 @@ func (l *Loader) start(buf *batchBuf, order []int, epoch, s int) *pending {
 	if h, w, ok := l.tf.fixedSize(); ok {
 		buf.H, buf.W = h, w
 		buf.Images = resize(buf.Images, n*3*h*w)
-		if l.ds.Task() == Classification {
+		if l.ds.Task() == label.Classification {
 			buf.Labels = resize(buf.Labels, n)
 		} else {
 			buf.Labels = resize(buf.Labels, n*h*w)
@@ -307,7 +309,7 @@ func (l *Loader) work(j job, epoch int, s *scratch) {
 			r := newRNG(l.cfg.Seed, streamSample, epoch, i)
 			img := buf.Images[j.slot*3*h*w : (j.slot+1)*3*h*w]
 			var lab []int
-			if l.ds.Task() == Classification {
+			if l.ds.Task() == label.Classification {
 				lab = buf.Labels[j.slot : j.slot+1]
 			} else {
 				lab = buf.Labels[j.slot*h*w : (j.slot+1)*h*w]

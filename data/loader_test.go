@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/vggo/vggo/label"
 )
 
 // copyBatch deep-copies a batch (the loader reuses its buffers).
@@ -50,7 +52,7 @@ var trainTF = Transform{Train: true, CropH: 16, CropW: 24}
 // TestLoaderDeterminism: 1 worker and 3 workers (and different prefetch depths)
 // give bit-identical batches, epoch after epoch.
 func TestLoaderDeterminism(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 23}
+	ds := &memDataset{task: label.Segmentation, n: 23}
 	cfg := Config{BatchSize: 4, Workers: 1, Prefetch: 1, Seed: 42, Shuffle: true, DropLast: true}
 	one := newLoader(t, ds, trainTF, cfg)
 	cfg.Workers, cfg.Prefetch = 3, 4
@@ -88,7 +90,7 @@ func TestLoaderDeterminism(t *testing.T) {
 
 // TestLoaderResume: starting at step k gives the batches k.. of a full epoch.
 func TestLoaderResume(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 19}
+	ds := &memDataset{task: label.Segmentation, n: 19}
 	l := newLoader(t, ds, trainTF, Config{BatchSize: 3, Workers: 2, Seed: 7, Shuffle: true, DropLast: true})
 	full := collect(t, l, 3, 0)
 	for k := range l.StepsPerEpoch() + 1 {
@@ -110,7 +112,7 @@ func TestLoaderResume(t *testing.T) {
 // TestLoaderShards: the shards of a data-parallel run, concatenated, are the batches of
 // one unsharded loader (the same samples, augmentation and order), from any start step.
 func TestLoaderShards(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 26}
+	ds := &memDataset{task: label.Segmentation, n: 26}
 	cfg := Config{BatchSize: 6, Workers: 2, Seed: 5, Shuffle: true, DropLast: true}
 	full := collect(t, newLoader(t, ds, trainTF, cfg), 1, 1)
 	for _, k := range []int{2, 3} {
@@ -145,7 +147,7 @@ func TestLoaderShards(t *testing.T) {
 
 // TestLoaderOrder: each epoch visits every sample once (minus the dropped tail).
 func TestLoaderOrder(t *testing.T) {
-	ds := &memDataset{task: Classification, n: 10}
+	ds := &memDataset{task: label.Classification, n: 10}
 	l := newLoader(t, ds, Transform{CropH: 4, CropW: 4}, Config{BatchSize: 4, Shuffle: true})
 	if l.StepsPerEpoch() != 3 {
 		t.Fatalf("got %d steps, want 3 (the last batch kept)", l.StepsPerEpoch())
@@ -174,10 +176,10 @@ func TestLoaderOrder(t *testing.T) {
 // TestLoaderEvalBatches: segmentation evaluation pads each batch to its largest
 // H, W rounded up to the stride; padding is 0 / 255; sizes and ids are recorded.
 func TestLoaderEvalBatches(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 7}
+	ds := &memDataset{task: label.Segmentation, n: 7}
 	tf := Transform{Stride: 8}
 	l := newLoader(t, ds, tf, Config{BatchSize: 3, Workers: 2})
-	tr := mustTransformer(t, tf, Segmentation)
+	tr := mustTransformer(t, tf, label.Segmentation)
 	batches := collect(t, l, 0, 0)
 	if len(batches) != 3 || batches[2].N != 1 {
 		t.Fatalf("got %d batches, want 3, the last of 1", len(batches))
@@ -194,7 +196,7 @@ func TestLoaderEvalBatches(t *testing.T) {
 			plane := b.H * b.W
 			for y := range b.H {
 				for x := range b.W {
-					wantL, wantG := Ignore, float32(0)
+					wantL, wantG := label.Ignore, float32(0)
 					if x < w && y < h {
 						wantL, wantG = int(ex.Mask.GrayAt(x, y).Y), tr.lut[1][ex.Image.RGBAAt(x, y).G]
 					}
@@ -216,7 +218,7 @@ func TestLoaderEvalBatches(t *testing.T) {
 // TestLoaderBadSample: a bad sample fails its batch with a *SampleError; the
 // loop can go on.
 func TestLoaderBadSample(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 12, bad: map[int]bool{5: true, 6: true}}
+	ds := &memDataset{task: label.Segmentation, n: 12, bad: map[int]bool{5: true, 6: true}}
 	for _, workers := range []int{1, 3} {
 		l := newLoader(t, ds, trainTF, Config{BatchSize: 4, Workers: workers, DropLast: true})
 		var good, bad int
@@ -238,7 +240,7 @@ func TestLoaderBadSample(t *testing.T) {
 }
 
 func TestLoaderConfigErrors(t *testing.T) {
-	ds := &memDataset{task: Segmentation, n: 3}
+	ds := &memDataset{task: label.Segmentation, n: 3}
 	for _, tc := range []struct {
 		cfg  Config
 		tf   Transform
@@ -278,7 +280,7 @@ func waitGoroutines(t *testing.T, n int) {
 // every goroutine.
 func TestLoaderNoLeak(t *testing.T) {
 	base := runtime.NumGoroutine()
-	ds := &memDataset{task: Segmentation, n: 200}
+	ds := &memDataset{task: label.Segmentation, n: 200}
 	l := newLoader(t, ds, trainTF, Config{BatchSize: 2, Workers: 4, Prefetch: 3, Shuffle: true})
 
 	for range l.Epoch(context.Background(), 0, 0) {
@@ -311,7 +313,7 @@ func TestLoaderNoLeak(t *testing.T) {
 	waitGoroutines(t, base)
 
 	// Cancelled while the consumer waits for a slow sample.
-	slow := &memDataset{task: Segmentation, n: 20, load: func(int) { time.Sleep(20 * time.Millisecond) }}
+	slow := &memDataset{task: label.Segmentation, n: 20, load: func(int) { time.Sleep(20 * time.Millisecond) }}
 	l = newLoader(t, slow, trainTF, Config{BatchSize: 4, Workers: 2})
 	ctx, cancel2 := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel2()
@@ -327,7 +329,7 @@ func TestLoaderNoLeak(t *testing.T) {
 // batch the consumer holds, however slow the consumer.
 func TestLoaderBounded(t *testing.T) {
 	var loaded atomic.Int64
-	ds := &memDataset{task: Classification, n: 400, load: func(int) { loaded.Add(1) }}
+	ds := &memDataset{task: label.Classification, n: 400, load: func(int) { loaded.Add(1) }}
 	const B, P = 4, 2
 	l := newLoader(t, ds, Transform{CropH: 4, CropW: 4}, Config{BatchSize: B, Workers: 3, Prefetch: P})
 	n := 0
@@ -370,7 +372,7 @@ func TestLoaderVOC(t *testing.T) {
 	m := synthMask(24, 23, 21)
 	for y := range b.H {
 		for x := range b.W {
-			want := Ignore
+			want := label.Ignore
 			if x < 24 && y < 23 {
 				want = int(m.Pix[y*24+x])
 			}

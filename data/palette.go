@@ -7,22 +7,6 @@ import (
 	"io"
 )
 
-// Ignore is the label of pixels that are not scored (VOC object boundaries, padding).
-const Ignore = 255
-
-// VOCNumClasses is the number of PASCAL VOC segmentation classes, background included.
-const VOCNumClasses = 21
-
-// VOCClasses returns the 21 PASCAL VOC class names, indexed by class (a new slice
-// each call).
-func VOCClasses() []string {
-	return []string{
-		"background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus",
-		"car", "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike",
-		"person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-	}
-}
-
 // VOCColor returns the colour of palette index i in the PASCAL VOC colormap: the
 // bits of i are dealt out, three at a time, to the high bits of red, green and blue
 // (the devkit's bitget formula). VOCColor(0) is black, VOCColor(1) is (128,0,0),

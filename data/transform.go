@@ -6,6 +6,8 @@ import (
 	"math"
 
 	"golang.org/x/image/draw"
+
+	"github.com/vggo/vggo/label"
 )
 
 // Augment is the training augmentation level.
@@ -88,11 +90,11 @@ type Transform struct {
 // transformer is a validated Transform with its defaults filled in.
 type transformer struct {
 	Transform
-	task Task
+	task label.Task
 	lut  [3][256]float32 // normalised value of each byte, per channel
 }
 
-func newTransformer(t Transform, task Task) (*transformer, error) {
+func newTransformer(t Transform, task label.Task) (*transformer, error) {
 	if t.ScaleMin == 0 && t.ScaleMax == 0 {
 		t.ScaleMin, t.ScaleMax = 0.5, 2.0
 	}
@@ -108,13 +110,13 @@ func newTransformer(t Transform, task Task) (*transformer, error) {
 	if t.Resize == 0 && t.CropH > 0 {
 		t.Resize = (t.CropH*256 + 112) / 224
 	}
-	needCrop := task == Classification || t.Train
+	needCrop := task == label.Classification || t.Train
 	switch {
 	case t.Augment < AugmentFull || t.Augment > AugmentNone:
 		return nil, fmt.Errorf("data: transform: unknown augmentation %v (want full, flip or none)", t.Augment)
 	case needCrop && (t.CropH <= 0 || t.CropW <= 0):
 		what := "segmentation training"
-		if task == Classification {
+		if task == label.Classification {
 			what = "classification"
 		}
 		return nil, fmt.Errorf("data: transform: crop %dx%d: %s needs CropH and CropW > 0 (e.g. 512x512 or 224x224)", t.CropH, t.CropW, what)
@@ -124,7 +126,7 @@ func newTransformer(t Transform, task Task) (*transformer, error) {
 		return nil, fmt.Errorf("data: transform: area range [%g, %g]: want 0 < min <= max <= 1", t.AreaMin, t.AreaMax)
 	case t.Stride < 1:
 		return nil, fmt.Errorf("data: transform: stride %d: want >= 1", t.Stride)
-	case task == Classification && t.Resize < 1:
+	case task == label.Classification && t.Resize < 1:
 		return nil, fmt.Errorf("data: transform: resize %d: want >= 1", t.Resize)
 	}
 	for c, s := range t.Std {
@@ -145,7 +147,7 @@ func newTransformer(t Transform, task Task) (*transformer, error) {
 // (segmentation training, classification); ok is false for segmentation
 // evaluation, whose batches take their samples' largest size.
 func (t *transformer) fixedSize() (h, w int, ok bool) {
-	if t.task == Classification || t.Train {
+	if t.task == label.Classification || t.Train {
 		return t.CropH, t.CropW, true
 	}
 	return 0, 0, false
@@ -181,7 +183,7 @@ func (s *scratch) tables(w, h int) (xs, ys []int) {
 // segmentation, 1 for classification). H, W are the output size: the crop size,
 // or for segmentation evaluation the batch size (the sample goes top-left).
 func (t *transformer) apply(ex *Example, r *rng, img []float32, lab []int, H, W int, s *scratch) {
-	if t.task == Classification {
+	if t.task == label.Classification {
 		t.classify(ex, r, img, H, W, s)
 		lab[0] = ex.Label
 		return
@@ -293,13 +295,13 @@ func writeMask(dst []int, H, W int, m *image.Gray, xs, ys []int, flip bool) {
 		out := dst[y*W : y*W+W]
 		if ys[y] < 0 {
 			for i := range out {
-				out[i] = Ignore
+				out[i] = label.Ignore
 			}
 			continue
 		}
 		row := m.Pix[ys[y]*m.Stride:]
 		for x, sx := range xs {
-			v := Ignore
+			v := label.Ignore
 			if sx >= 0 {
 				v = int(row[sx])
 			}

@@ -8,9 +8,11 @@ import (
 	"testing"
 
 	"golang.org/x/image/draw"
+
+	"github.com/vggo/vggo/label"
 )
 
-func mustTransformer(t *testing.T, tf Transform, task Task) *transformer {
+func mustTransformer(t *testing.T, tf Transform, task label.Task) *transformer {
 	t.Helper()
 	tr, err := newTransformer(tf, task)
 	if err != nil {
@@ -27,7 +29,7 @@ func segExample(w, h int) Example {
 func runApply(tr *transformer, ex Example, r *rng, H, W int) ([]float32, []int) {
 	img := make([]float32, 3*H*W)
 	lab := make([]int, H*W)
-	if tr.task == Classification {
+	if tr.task == label.Classification {
 		lab = lab[:1]
 	}
 	var s scratch
@@ -36,14 +38,14 @@ func runApply(tr *transformer, ex Example, r *rng, H, W int) ([]float32, []int) 
 }
 
 func TestNormalisation(t *testing.T) {
-	tr := mustTransformer(t, Transform{}, Segmentation)
+	tr := mustTransformer(t, Transform{}, label.Segmentation)
 	want := [3]float32{(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225}
 	for c := range 3 {
 		if got := tr.lut[c][255]; math.Abs(float64(got-want[c])) > 1e-6 {
 			t.Errorf("channel %d: got %v, want %v", c, got, want[c])
 		}
 	}
-	tr = mustTransformer(t, Transform{Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5}}, Segmentation)
+	tr = mustTransformer(t, Transform{Mean: [3]float32{0.5, 0.5, 0.5}, Std: [3]float32{0.5, 0.5, 0.5}}, label.Segmentation)
 	if tr.lut[0][0] != -1 || tr.lut[2][255] != 1 {
 		t.Errorf("mean/std 0.5: got %v %v, want -1 1", tr.lut[0][0], tr.lut[2][255])
 	}
@@ -55,7 +57,7 @@ func TestSegCentred(t *testing.T) {
 	const H, W = 16, 20
 	for _, tc := range []struct{ w, h int }{{10, 8}, {30, 25}, {20, 16}, {21, 15}} {
 		for _, aug := range []Augment{AugmentNone, AugmentFlip} {
-			tr := mustTransformer(t, Transform{Train: true, Augment: aug, CropH: H, CropW: W}, Segmentation)
+			tr := mustTransformer(t, Transform{Train: true, Augment: aug, CropH: H, CropW: W}, label.Segmentation)
 			ex := segExample(tc.w, tc.h)
 			ox, oy := (tc.w-W)/2, (tc.h-H)/2
 			for seed := range 4 {
@@ -66,7 +68,7 @@ func TestSegCentred(t *testing.T) {
 				for y := range H {
 					for x := range W {
 						sx, sy := x+ox, y+oy
-						wantL, wantR := Ignore, float32(0)
+						wantL, wantR := label.Ignore, float32(0)
 						if sx >= 0 && sy >= 0 && sx < tc.w && sy < tc.h {
 							wantL = int(ex.Mask.GrayAt(sx, sy).Y)
 							wantR = tr.lut[0][ex.Image.RGBAAt(sx, sy).R]
@@ -88,8 +90,8 @@ func TestSegCentred(t *testing.T) {
 
 // TestSegFlipBothWays: AugmentFlip flips about half of the samples.
 func TestSegFlipBothWays(t *testing.T) {
-	none := mustTransformer(t, Transform{Train: true, Augment: AugmentNone, CropH: 8, CropW: 8}, Segmentation)
-	flip := mustTransformer(t, Transform{Train: true, Augment: AugmentFlip, CropH: 8, CropW: 8}, Segmentation)
+	none := mustTransformer(t, Transform{Train: true, Augment: AugmentNone, CropH: 8, CropW: 8}, label.Segmentation)
+	flip := mustTransformer(t, Transform{Train: true, Augment: AugmentFlip, CropH: 8, CropW: 8}, label.Segmentation)
 	ex := segExample(8, 8)
 	_, base := runApply(none, ex, nil, 8, 8)
 	flipped := 0
@@ -118,7 +120,7 @@ func TestSegFullAlignment(t *testing.T) {
 			ex.Image.SetRGBA(x, y, rgba(10*c, 0, 0))
 		}
 	}
-	tr := mustTransformer(t, Transform{Train: true, CropH: H, CropW: W}, Segmentation)
+	tr := mustTransformer(t, Transform{Train: true, CropH: H, CropW: W}, label.Segmentation)
 	padded, full, checked := 0, 0, 0
 	for i := range 30 {
 		r := newRNG(1, streamSample, 3, i)
@@ -127,7 +129,7 @@ func TestSegFullAlignment(t *testing.T) {
 		for y := range H {
 			for x := range W {
 				l := lab[y*W+x]
-				if l == Ignore {
+				if l == label.Ignore {
 					hasPad = true
 					if img[y*W+x] != 0 {
 						t.Fatalf("sample %d (%d,%d): padding has image value %v, want 0", i, x, y, img[y*W+x])
@@ -212,7 +214,7 @@ func TestClassifyTransforms(t *testing.T) {
 	}
 	ex := Example{Image: img, Label: 2}
 	t.Run("eval centre crop", func(t *testing.T) {
-		tr := mustTransformer(t, Transform{CropH: 10, CropW: 10, Resize: 10}, Classification)
+		tr := mustTransformer(t, Transform{CropH: 10, CropW: 10, Resize: 10}, label.Classification)
 		out, lab := runApply(tr, ex, nil, 10, 10)
 		if lab[0] != 2 {
 			t.Errorf("label: got %d, want 2", lab[0])
@@ -226,13 +228,13 @@ func TestClassifyTransforms(t *testing.T) {
 		}
 	})
 	t.Run("default resize", func(t *testing.T) {
-		tr := mustTransformer(t, Transform{CropH: 224, CropW: 224}, Classification)
+		tr := mustTransformer(t, Transform{CropH: 224, CropW: 224}, label.Classification)
 		if tr.Resize != 256 {
 			t.Errorf("got %d, want 256", tr.Resize)
 		}
 	})
 	t.Run("random resized crop", func(t *testing.T) {
-		tr := mustTransformer(t, Transform{Train: true, CropH: 12, CropW: 16}, Classification)
+		tr := mustTransformer(t, Transform{Train: true, CropH: 12, CropW: 16}, label.Classification)
 		for i := range 50 {
 			r := newRNG(0, streamSample, 0, i)
 			rect := tr.randomResizedCrop(&r, 40, 20)
@@ -260,16 +262,16 @@ func TestTransformValidation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		tf   Transform
-		task Task
+		task label.Task
 		want string
 	}{
-		{"seg train without crop", Transform{Train: true}, Segmentation, "needs CropH and CropW"},
-		{"classification without crop", Transform{}, Classification, "classification needs CropH"},
-		{"scale", Transform{ScaleMin: 2, ScaleMax: 1}, Segmentation, "scale range"},
-		{"area", Transform{AreaMin: 0.5, AreaMax: 2}, Segmentation, "area range"},
-		{"stride", Transform{Stride: -2}, Segmentation, "stride -2"},
-		{"std", Transform{Std: [3]float32{1, 0, 1}}, Segmentation, "channel 1"},
-		{"augment", Transform{Augment: 7}, Segmentation, "unknown augmentation"},
+		{"seg train without crop", Transform{Train: true}, label.Segmentation, "needs CropH and CropW"},
+		{"classification without crop", Transform{}, label.Classification, "classification needs CropH"},
+		{"scale", Transform{ScaleMin: 2, ScaleMax: 1}, label.Segmentation, "scale range"},
+		{"area", Transform{AreaMin: 0.5, AreaMax: 2}, label.Segmentation, "area range"},
+		{"stride", Transform{Stride: -2}, label.Segmentation, "stride -2"},
+		{"std", Transform{Std: [3]float32{1, 0, 1}}, label.Segmentation, "channel 1"},
+		{"augment", Transform{Augment: 7}, label.Segmentation, "unknown augmentation"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := newTransformer(tc.tf, tc.task)
@@ -278,7 +280,7 @@ func TestTransformValidation(t *testing.T) {
 			}
 		})
 	}
-	if _, err := newTransformer(Transform{}, Segmentation); err != nil {
+	if _, err := newTransformer(Transform{}, label.Segmentation); err != nil {
 		t.Errorf("segmentation evaluation needs no crop: got %v", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/vggo/vggo/label"
 )
 
 // VOCOptions configures OpenVOC. The zero value reads VOC2012 as distributed.
@@ -46,9 +48,9 @@ func OpenVOC(root, split string, opts VOCOptions) (*VOC, error) {
 		opts.MaskDir = "SegmentationClass"
 	}
 	if opts.Classes == 0 {
-		opts.Classes = VOCNumClasses
+		opts.Classes = len(label.VOCClasses())
 	}
-	if opts.Classes < 1 || opts.Classes > 255 {
+	if opts.Classes < 1 || opts.Classes > label.Ignore {
 		return nil, fmt.Errorf("data: %d classes: want 1..255 (255 is the ignore label)", opts.Classes)
 	}
 	names, err := classNames(opts.Classes, opts.ClassNames)
@@ -105,16 +107,7 @@ func classNames(n int, given []string) ([]string, error) {
 		}
 		return append([]string(nil), given...), nil
 	}
-	voc := VOCClasses()
-	names := make([]string, n)
-	for i := range names {
-		if i < len(voc) {
-			names[i] = voc[i]
-		} else {
-			names[i] = fmt.Sprintf("class%d", i)
-		}
-	}
-	return names, nil
+	return label.Names(n, label.VOCClasses()), nil
 }
 
 // resolveVOCRoot finds the folder holding JPEGImages: root, root/VOC2012,
@@ -210,7 +203,7 @@ func (v *VOC) Len() int { return len(v.samples) }
 func (v *VOC) Sample(i int) Sample { return v.samples[i] }
 
 // Task returns Segmentation.
-func (v *VOC) Task() Task { return Segmentation }
+func (v *VOC) Task() label.Task { return label.Segmentation }
 
 // ClassNames returns the class names, indexed by class.
 func (v *VOC) ClassNames() []string { return append([]string(nil), v.names...) }

@@ -41,9 +41,6 @@ import (
 	"unsafe"
 )
 
-// Available reports whether this build can join an MPI world.
-const Available = true
-
 // Init joins the MPI world started by mpirun (MPI_Init_thread with
 // MPI_THREAD_SERIALIZED: vggo makes MPI calls from one goroutine at a time, not always on
 // the same OS thread). A process started without mpirun is a world of one rank.

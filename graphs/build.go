@@ -7,6 +7,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/label"
 )
 
 // Graph is a model built for one input shape and mode.
@@ -33,7 +34,7 @@ func (m *Model) Build(batch, h, w int, mode Mode) (*Graph, error) {
 	if err := m.Info.CheckInput(h, w); err != nil {
 		return nil, err
 	}
-	if m.Info.Task == Classification && (h != m.Config.InputH || w != m.Config.InputW) {
+	if m.Info.Task == label.Classification && (h != m.Config.InputH || w != m.Config.InputW) {
 		return nil, fmt.Errorf("graphs: %s: built for %dx%d inputs, got %dx%d (the first fully connected layer fixes the size)",
 			m.Config.Arch, m.Config.InputH, m.Config.InputW, h, w)
 	}

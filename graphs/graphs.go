@@ -1,7 +1,9 @@
 // Package graphs is vggo's layer vocabulary and model zoo: AlexNet, VGG11/13/16/19 (with
 // or without batch norm), VGG16-SegNet and VGG19-UNet, each built as a Gorgonia expression
-// graph over named parameters whose names are the state_dict keys of the PyTorch reference
-// models (../shared/reference/torch_models.py and torchvision).
+// graph over named parameters whose names are the state_dict keys of the equivalent PyTorch
+// modules: torchvision's for the VGGs (features.0.weight, classifier.6.bias), conv1..conv5
+// and classifier.N for AlexNet, encoder.N and decoder.N for SegNet, b1..b5, u4..u1 and
+// head for U-Net.
 //
 // A Model owns its parameters and buffers. Build makes a graph for one (batch, height,
 // width, mode); every graph built from a model reads and writes the same parameter
@@ -16,6 +18,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/label"
 )
 
 // Mode selects training behaviour (batch statistics, dropout) or evaluation behaviour
@@ -32,21 +35,6 @@ func (m Mode) String() string {
 		return "train"
 	}
 	return "eval"
-}
-
-// Task tells classifiers from segmentation models.
-type Task int
-
-const (
-	Classification Task = iota
-	Segmentation
-)
-
-func (t Task) String() string {
-	if t == Segmentation {
-		return "segmentation"
-	}
-	return "classification"
 }
 
 // Unpool modes of the SegNet decoder.
@@ -72,39 +60,27 @@ type Config struct {
 // ArchInfo describes one architecture of the zoo.
 type ArchInfo struct {
 	Name          string
-	Task          Task
+	Task          label.Task
 	Classes       int // default class count
 	Size          int // default (square) input size
 	Stride        int // inputs must be divisible by this (segmentation); classifiers need Size/Stride >= 1
-	Doc           string
 	build         func(n *net, x act) act
 	hasDropout    bool
 	hasUnpoolMode bool
 }
 
 var architectures = []ArchInfo{
-	{Name: "alexnet", Task: Classification, Classes: 1000, Size: 224, Stride: 1, build: buildAlexNet, hasDropout: true,
-		Doc: "AlexNet as in seed 002 (Krizhevsky et al. 2012, single tower): 96@11x11/4 same, pool 3/2, 256@5x5, pool, 256, 384, 256 @3x3, pool, FC 4096-4096-classes"},
-	{Name: "vgg11", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, false), hasDropout: true,
-		Doc: "VGG config A (Simonyan & Zisserman 2015)"},
-	{Name: "vgg13", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, false), hasDropout: true,
-		Doc: "VGG config B"},
-	{Name: "vgg16", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, false), hasDropout: true,
-		Doc: "VGG config D: 13 conv + 3 FC (seeds 003, 004)"},
-	{Name: "vgg19", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, false), hasDropout: true,
-		Doc: "VGG config E: 16 conv + 3 FC"},
-	{Name: "vgg11-bn", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, true), hasDropout: true,
-		Doc: "VGG config A with batch norm (torchvision vgg11_bn)"},
-	{Name: "vgg13-bn", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, true), hasDropout: true,
-		Doc: "VGG config B with batch norm (torchvision vgg13_bn)"},
-	{Name: "vgg16-bn", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, true), hasDropout: true,
-		Doc: "VGG config D with batch norm (torchvision vgg16_bn)"},
-	{Name: "vgg19-bn", Task: Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, true), hasDropout: true,
-		Doc: "VGG config E with batch norm (torchvision vgg19_bn)"},
-	{Name: "vgg16-segnet", Task: Segmentation, Classes: 21, Size: 512, Stride: 32, build: buildSegNet, hasUnpoolMode: true,
-		Doc: "SegNet with a VGG16-BN encoder (seed 000; Badrinarayanan et al. 2017), full-resolution logits"},
-	{Name: "vgg19-unet", Task: Segmentation, Classes: 21, Size: 512, Stride: 16, build: buildUNet,
-		Doc: "U-Net with a VGG19 encoder (seed 001; Ronneberger et al. 2015), full-resolution logits"},
+	{Name: "alexnet", Task: label.Classification, Classes: 1000, Size: 224, Stride: 1, build: buildAlexNet, hasDropout: true},
+	{Name: "vgg11", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, false), hasDropout: true},
+	{Name: "vgg13", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, false), hasDropout: true},
+	{Name: "vgg16", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, false), hasDropout: true},
+	{Name: "vgg19", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, false), hasDropout: true},
+	{Name: "vgg11-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg11, true), hasDropout: true},
+	{Name: "vgg13-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg13, true), hasDropout: true},
+	{Name: "vgg16-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg16, true), hasDropout: true},
+	{Name: "vgg19-bn", Task: label.Classification, Classes: 1000, Size: 224, Stride: 32, build: vggClassifier(vgg19, true), hasDropout: true},
+	{Name: "vgg16-segnet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 32, build: buildSegNet, hasUnpoolMode: true},
+	{Name: "vgg19-unet", Task: label.Segmentation, Classes: 21, Size: 512, Stride: 16, build: buildUNet},
 }
 
 // Names lists the architectures, in the zoo's order.
@@ -139,7 +115,7 @@ func (c Config) Normalize() (Config, ArchInfo, error) {
 	if c.Classes == 0 {
 		c.Classes = info.Classes
 	}
-	if c.Classes < 1 || (info.Task == Segmentation && c.Classes > 255) {
+	if c.Classes < 1 || (info.Task == label.Segmentation && c.Classes > label.Ignore) {
 		return c, info, fmt.Errorf("graphs: %s: classes %d out of range (segmentation: 1..255, since 255 marks ignored pixels; classification: >= 1)", c.Arch, c.Classes)
 	}
 	if c.InputH == 0 {

@@ -10,7 +10,8 @@ import (
 	"gorgonia.org/tensor"
 )
 
-// The seeds' model.summary() totals (DESIGN.md) and torchvision's parameter counts.
+// The totals Keras's model.summary() prints for the same networks (batch norm's moving
+// statistics counted as non-trainable) and torchvision's parameter counts.
 func TestSummaryTotals(t *testing.T) {
 	tests := []struct {
 		cfg                            Config

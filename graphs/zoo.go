@@ -76,6 +76,9 @@ func (n *net) classifierHead(x act) act {
 	return n.linear(x, "classifier.6", "predictions", n.cfg.Classes)
 }
 
+// vggClassifier builds a VGG classifier of Simonyan & Zisserman (2015): the blocks'
+// convolutions (each followed by batch norm when bn is set, as torchvision's vgg16_bn),
+// then classifierHead.
 func vggClassifier(blocks []Block, bn bool) func(n *net, x act) act {
 	return func(n *net, x act) act {
 		x, _ = n.vggFeatures(x, "features", blocks, bn, false)
@@ -83,8 +86,10 @@ func vggClassifier(blocks []Block, bn bool) func(n *net, x act) act {
 	}
 }
 
-// buildAlexNet is seed 002's AlexNet: 'same' padding on the 11x11/4 convolution
-// (asymmetric, as TensorFlow pads), valid 3x3/2 poolings.
+// buildAlexNet is AlexNet (Krizhevsky et al. 2012) as a single tower: 96@11x11/4 with
+// 'same' padding (asymmetric, as TensorFlow pads), 256@5x5, then 256, 384, 256 @3x3, with
+// a valid 3x3/2 max pooling after the first, second and fifth convolutions, and
+// classifierHead (FC 4096-4096-classes).
 func buildAlexNet(n *net, x act) act {
 	x = n.convReLU(x, "conv1", "conv1", "conv1_relu", n.scaled(96), 11, 4, nil)
 	x = n.maxPool(x, "pool1", 3, 2, "")
@@ -115,8 +120,11 @@ func alexOut(size int) int {
 // these widths.
 var segnetDecoder = [][]int{{512, 512, 512}, {512, 512, 256}, {256, 256, 128}, {128, 64}, {64}}
 
-// buildSegNet is seed 000's VGG16-SegNet with the decoder upsampling where the seed
-// mistakenly pools, so the logits come out at the input's resolution.
+// buildSegNet is SegNet (Badrinarayanan et al. 2017) with a VGG16-BN encoder: conv+BN+ReLU
+// everywhere, a decoder that upsamples x2 (or max-unpools) before each stage, and a 1x1
+// conv + BN head, so the logits come out at the input's resolution. (The Keras model whose
+// parameter count, 29,460,329, this one matches applies MaxPooling2D at three of those
+// places where it means to upsample, and outputs 8x8; upsampling has no parameters.)
 func buildSegNet(n *net, x act) act {
 	indices := n.cfg.Unpool == UnpoolIndices
 	x, pre := n.vggFeatures(x, "encoder", vgg16, true, indices)
@@ -147,9 +155,10 @@ func (n *net) unetBlock(x act, prefix string, convs, width int) act {
 	return x
 }
 
-// buildUNet is seed 001's VGG19-UNet: the VGG19 blocks b1..b5 (block 5 at 1/16, no pooling
-// after it), then per level an x2 upsampling, a concatenation with the encoder's output of
-// that level and two 3x3 convolutions, and a 1x1 head.
+// buildUNet is U-Net (Ronneberger et al. 2015) with a VGG19 encoder: the VGG19 blocks
+// b1..b5 (block 5 at 1/16, no pooling after it), then per level an x2 upsampling, a
+// concatenation with the encoder's output of that level and two 3x3 convolutions, and a
+// 1x1 head.
 func buildUNet(n *net, x act) act {
 	skips := make([]act, 0, 4)
 	for b, blk := range vgg19 {

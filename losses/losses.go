@@ -4,7 +4,7 @@
 //
 // Every loss takes float32 logits, (N, C, H, W) for segmentation or (N, C) for
 // classification, and a tensor.Int labels node, (N, H, W) or (N), holding class indices
-// (DefaultIgnoreIndex, 255, marks targets to ignore). It returns a float32 scalar node
+// (label.Ignore, 255, marks targets to ignore). It returns a float32 scalar node
 // that G.Grad accepts as a cost. The softmax is fused into the loss: one op computes the
 // loss with a log-sum-exp (logits of ±1e4 neither overflow nor lose the gradient) and
 // keeps the per-target log-sum-exp for its gradient op. Work is split into chunks fixed
@@ -19,21 +19,16 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/label"
 )
-
-// DefaultIgnoreIndex is the label of pixels that count for nothing: VOC's boundary and
-// "difficult" pixels.
-const DefaultIgnoreIndex = 255
-
-// NoIgnore as an IgnoreIndex makes every label count (no class index is negative).
-const NoIgnore = -1
 
 // CEOptions configures CrossEntropy. The zero value is plain cross-entropy that ignores
 // label 255, averaged over the counted targets.
 type CEOptions struct {
 	// IgnoreIndex is the label whose targets contribute nothing to the loss, its
-	// normaliser or the gradient. 0 means DefaultIgnoreIndex (255) so that the zero value
-	// suits VOC; to drop class 0 give it a zero weight instead. NoIgnore ignores nothing.
+	// normaliser or the gradient. 0 means label.Ignore (255) so that the zero value
+	// suits VOC; to drop class 0 give it a zero weight instead. label.NoIgnore ignores nothing.
 	IgnoreIndex int `json:"ignore_index,omitempty"`
 	// Weights, if set, holds one non-negative weight per class. Each target's loss is
 	// multiplied by the weight of its label and the mean divides by the summed weight of
@@ -45,13 +40,10 @@ type CEOptions struct {
 	LabelSmoothing float64 `json:"label_smoothing,omitempty"`
 }
 
-// DefaultCE returns the options of the usual VOC loss: unweighted, ignore label 255.
-func DefaultCE() CEOptions { return CEOptions{IgnoreIndex: DefaultIgnoreIndex} }
-
 // DiceOptions configures Dice. The zero value ignores label 255, smooths by 1 and
 // averages over all classes.
 type DiceOptions struct {
-	// IgnoreIndex as in CEOptions: 0 means 255, NoIgnore ignores nothing.
+	// IgnoreIndex as in CEOptions: 0 means 255, label.NoIgnore ignores nothing.
 	IgnoreIndex int `json:"ignore_index,omitempty"`
 	// Smooth s is added to the numerator and the denominator of every class's Dice
 	// coefficient, (2·Σp·y + s)/(Σp + Σy + s); 0 means 1. It keeps the loss defined for a
@@ -140,7 +132,7 @@ func LastTerms(loss *G.Node) (Terms, error) {
 
 func ignoreOf(i int) int {
 	if i == 0 {
-		return DefaultIgnoreIndex
+		return label.Ignore
 	}
 	return i
 }
@@ -241,7 +233,7 @@ func Kinds() []Kind { return []Kind{KindCE, KindDice, KindCEDice} }
 // The zero value is cross-entropy ignoring label 255.
 type Spec struct {
 	Kind            Kind      `json:"kind,omitempty"`            // "ce" (default), "dice" or "ce+dice"
-	IgnoreIndex     int       `json:"ignore_index,omitempty"`    // 0 means 255; NoIgnore ignores nothing
+	IgnoreIndex     int       `json:"ignore_index,omitempty"`    // 0 means 255; label.NoIgnore ignores nothing
 	ClassWeights    []float32 `json:"class_weights,omitempty"`   // CE only
 	LabelSmoothing  float64   `json:"label_smoothing,omitempty"` // CE only
 	DiceSmooth      float64   `json:"dice_smooth,omitempty"`     // dice only; 0 means 1

@@ -10,6 +10,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/vggo/vggo/label"
 )
 
 // Hand-computed cases. Notation: nll(v|y) = logsumexp(v) - v_y.
@@ -296,15 +298,15 @@ func TestLabelOutOfRange(t *testing.T) {
 	if _, err := LastTerms(loss); err == nil || !strings.Contains(err.Error(), "last run failed: losses: label 3") {
 		t.Errorf("LastTerms after a failed run: error %v", err)
 	}
-	// NoIgnore: 255 is then out of range too.
+	// label.NoIgnore: 255 is then out of range too.
 	g2 := G.NewGraph()
 	x2, y2 := inputs(g2, randLogits(1, 1, 2, 3), denseInt([]int{2}, []int{0, 255}))
-	if _, err := CrossEntropy(x2, y2, CEOptions{IgnoreIndex: NoIgnore}); err != nil {
+	if _, err := CrossEntropy(x2, y2, CEOptions{IgnoreIndex: label.NoIgnore}); err != nil {
 		t.Fatal(err)
 	}
 	err = G.NewTapeMachine(g2).RunAll()
 	if le, ok := AsLabelError(err); !ok || le.Label != 255 {
-		t.Errorf("NoIgnore: run error %v, want label 255 out of range", err)
+		t.Errorf("label.NoIgnore: run error %v, want label 255 out of range", err)
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/vggo/vggo/label"
 )
 
 // ConfusionMatrix counts (ground truth, prediction) pairs of pixels over a whole
@@ -16,8 +18,8 @@ import (
 // A ConfusionMatrix is not safe for concurrent use: give each worker its own and merge.
 type ConfusionMatrix struct {
 	Classes int `json:"classes"`
-	// IgnoreIndex is the label that is not scored: 0 means DefaultIgnoreIndex (255),
-	// as elsewhere in vggo; NoIgnore scores every pixel. NewConfusionMatrix sets 255.
+	// IgnoreIndex is the label that is not scored: 0 means label.Ignore (255),
+	// as elsewhere in vggo; label.NoIgnore scores every pixel. NewConfusionMatrix sets 255.
 	IgnoreIndex int `json:"ignore_index"`
 	// Counts[gt*Classes+pred] is the number of pixels of class gt predicted as pred.
 	Counts []int64 `json:"counts"`
@@ -29,7 +31,7 @@ func NewConfusionMatrix(classes int) *ConfusionMatrix {
 	if classes < 1 {
 		panic(fmt.Sprintf("metrics: NewConfusionMatrix(%d): need at least one class", classes))
 	}
-	return &ConfusionMatrix{Classes: classes, IgnoreIndex: DefaultIgnoreIndex, Counts: make([]int64, classes*classes)}
+	return &ConfusionMatrix{Classes: classes, IgnoreIndex: label.Ignore, Counts: make([]int64, classes*classes)}
 }
 
 func (m *ConfusionMatrix) check() error {
@@ -147,7 +149,7 @@ type ClassScore struct {
 	TP         int64
 }
 
-// Scores are the segmentation metrics of a confusion matrix (DESIGN.md, "Metrics").
+// Scores are the segmentation metrics of a confusion matrix.
 // Every field is NaN when nothing was counted.
 type Scores struct {
 	// PixelAcc = trace/total.
@@ -164,7 +166,8 @@ type Scores struct {
 	PerClass []ClassScore
 }
 
-// Scores computes the metrics, naming classes with DefaultNames.
+// Scores computes the metrics, naming classes with label.Names: class0, class1, ..., or
+// the VOC names for 21 classes.
 func (m *ConfusionMatrix) Scores() Scores {
 	s, err := m.ScoresNamed(nil)
 	if err != nil {
@@ -175,7 +178,7 @@ func (m *ConfusionMatrix) Scores() Scores {
 	return s
 }
 
-// ScoresNamed computes the metrics with the given class names (nil: DefaultNames).
+// ScoresNamed computes the metrics with the given class names (nil: label.Names).
 func (m *ConfusionMatrix) ScoresNamed(names []string) (Scores, error) {
 	if err := m.check(); err != nil {
 		return Scores{}, err
@@ -296,11 +299,4 @@ func (s Scores) WriteTable(w io.Writer) error {
 		s.Present, len(s.PerClass), s.Pixels)
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// Table returns WriteTable's output.
-func (s Scores) Table() string {
-	var b strings.Builder
-	_ = s.WriteTable(&b) // a strings.Builder does not fail
-	return b.String()
 }

@@ -2,12 +2,15 @@ package metrics
 
 import (
 	"encoding/json"
+	"io"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/vggo/vggo/label"
 )
 
 func near(got, want float64) bool {
@@ -258,7 +261,7 @@ func TestConfusionErrors(t *testing.T) {
 		t.Errorf("merge: %v", err)
 	}
 	other := NewConfusionMatrix(3)
-	other.IgnoreIndex = NoIgnore
+	other.IgnoreIndex = label.NoIgnore
 	if err := m.Merge(other); err == nil {
 		t.Error("merging matrices with different ignore indices succeeded")
 	}
@@ -277,7 +280,7 @@ func TestConfusionErrors(t *testing.T) {
 	NewConfusionMatrix(0)
 }
 
-// TestIgnoreIndex: 0 in a literal matrix means 255; NoIgnore scores 255 as a label (an
+// TestIgnoreIndex: 0 in a literal matrix means 255; label.NoIgnore scores 255 as a label (an
 // error here, 255 being out of range).
 func TestIgnoreIndex(t *testing.T) {
 	m := &ConfusionMatrix{Classes: 2, Counts: make([]int64, 4)}
@@ -285,10 +288,20 @@ func TestIgnoreIndex(t *testing.T) {
 	if m.Total() != 1 {
 		t.Errorf("total %d, want 1", m.Total())
 	}
-	m.IgnoreIndex = NoIgnore
+	m.IgnoreIndex = label.NoIgnore
 	if err := m.Add([]int{1}, []int{255}); err == nil {
-		t.Error("NoIgnore: label 255 accepted")
+		t.Error("label.NoIgnore: label 255 accepted")
 	}
+}
+
+// tableOf returns what s.WriteTable writes.
+func tableOf(t *testing.T, s interface{ WriteTable(io.Writer) error }) string {
+	t.Helper()
+	var b strings.Builder
+	if err := s.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
 
 func TestScoresJSONAndTable(t *testing.T) {
@@ -325,7 +338,7 @@ func TestScoresJSONAndTable(t *testing.T) {
 		t.Errorf("round trip: %+v", back)
 	}
 
-	table := s.Table()
+	table := tableOf(t, s)
 	for _, want := range []string{"background", "aeroplane", "absent", "person", "0.5000", "mIoU 0.5000  pixel acc 0.6667  mean acc 0.7500", "2 of 21 classes present, 3 pixels"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
@@ -335,11 +348,11 @@ func TestScoresJSONAndTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tb := named.Table(); !strings.Contains(tb, "road") || !strings.Contains(tb, "mIoU n/a") {
+	if tb := tableOf(t, named); !strings.Contains(tb, "road") || !strings.Contains(tb, "mIoU n/a") {
 		t.Errorf("empty named table:\n%s", tb)
 	}
-	if got := DefaultNames(3); !slices.Equal(got, []string{"class0", "class1", "class2"}) {
-		t.Errorf("DefaultNames(3) = %v", got)
+	if got := NewConfusionMatrix(3).Scores().PerClass; got[0].Name != "class0" || got[2].Name != "class2" {
+		t.Errorf("3 unnamed classes are named %q .. %q, want class0 .. class2", got[0].Name, got[2].Name)
 	}
 }
 

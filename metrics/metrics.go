@@ -1,6 +1,6 @@
 // Package metrics scores predictions in plain Go: a confusion matrix for semantic
 // segmentation (pixel accuracy, mean class accuracy, per-class IoU, mIoU and
-// frequency-weighted IoU, as defined in DESIGN.md), top-1/top-5 and per-class accuracy
+// frequency-weighted IoU), top-1/top-5 and per-class accuracy
 // for classification, and the argmax/softmax helpers that turn logits into predictions.
 //
 // Scores that are undefined (a class absent from both ground truth and prediction, an
@@ -12,38 +12,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+
+	"github.com/vggo/vggo/label"
 )
-
-// DefaultIgnoreIndex is the label of pixels that are not scored (VOC's 255).
-const DefaultIgnoreIndex = 255
-
-// NoIgnore as an IgnoreIndex scores every pixel (no class index is negative).
-const NoIgnore = -1
-
-// VOCClasses are the 21 PASCAL VOC segmentation classes, indexed by label. Treat it as
-// read-only; DefaultNames returns a copy.
-var VOCClasses = []string{
-	"background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-	"chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-	"sheep", "sofa", "train", "tvmonitor",
-}
-
-// DefaultNames returns class names for a table: the VOC names for 21 classes, else
-// "class0", "class1", ....
-func DefaultNames(classes int) []string {
-	if classes == len(VOCClasses) {
-		return append([]string(nil), VOCClasses...)
-	}
-	names := make([]string, max(classes, 0))
-	for i := range names {
-		names[i] = fmt.Sprintf("class%d", i)
-	}
-	return names
-}
 
 func namesFor(classes int, names []string) ([]string, error) {
 	if names == nil {
-		return DefaultNames(classes), nil
+		return label.Names(classes, nil), nil
 	}
 	if len(names) != classes {
 		return nil, fmt.Errorf("metrics: got %d class names for %d classes", len(names), classes)
@@ -53,7 +28,7 @@ func namesFor(classes int, names []string) ([]string, error) {
 
 func ignoreOf(i int) int {
 	if i == 0 {
-		return DefaultIgnoreIndex
+		return label.Ignore
 	}
 	return i
 }

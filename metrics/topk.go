@@ -132,7 +132,8 @@ type ClassificationScores struct {
 	PerClass []ClassAccuracy
 }
 
-// Scores computes the metrics, naming classes with DefaultNames.
+// Scores computes the metrics, naming classes with label.Names: class0, class1, ..., or
+// the VOC names for 21 classes.
 func (t *TopK) Scores() ClassificationScores {
 	s, err := t.ScoresNamed(nil)
 	if err != nil {
@@ -142,7 +143,7 @@ func (t *TopK) Scores() ClassificationScores {
 	return s
 }
 
-// ScoresNamed computes the metrics with the given class names (nil: DefaultNames).
+// ScoresNamed computes the metrics with the given class names (nil: label.Names).
 func (t *TopK) ScoresNamed(names []string) (ClassificationScores, error) {
 	if err := t.check(); err != nil {
 		return ClassificationScores{}, err
@@ -225,11 +226,4 @@ func (s ClassificationScores) WriteTable(w io.Writer) error {
 		fmtScore(s.Top1, "n/a"), fmtScore(s.Top5, "n/a"), fmtScore(s.MeanAcc, "n/a"), s.Samples)
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// Table returns WriteTable's output.
-func (s ClassificationScores) Table() string {
-	var b strings.Builder
-	_ = s.WriteTable(&b)
-	return b.String()
 }

@@ -146,7 +146,7 @@ func TestClassificationJSONAndTable(t *testing.T) {
 	if back.Top1 != 0.5 || !math.IsNaN(back.PerClass[1].Acc) {
 		t.Errorf("round trip %+v", back)
 	}
-	table := s.Table()
+	table := tableOf(t, s)
 	for _, w := range []string{"cat", "0.5000", "n/a", "top-1 0.5000  top-5 1.0000"} {
 		if !strings.Contains(table, w) {
 			t.Errorf("table lacks %q:\n%s", w, table)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
 
@@ -83,7 +84,7 @@ func Recipe(arch, optimizer string, demo bool) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
-	seg := info.Task == graphs.Segmentation
+	seg := info.Task == label.Segmentation
 	c := Config{
 		Model:  graphs.Config{Arch: info.Name, Mult: 1},
 		Data:   DataConfig{Kind: "voc", TrainSplit: "train", ValSplit: "val", Augment: "full", Workers: 2},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/metrics"
 )
 
@@ -69,7 +70,7 @@ func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
 
 // EvalResult is the outcome of one pass over an evaluation set.
 type EvalResult struct {
-	Task      graphs.Task
+	Task      label.Task
 	Seg       metrics.Scores               // segmentation
 	Confusion *metrics.ConfusionMatrix     // segmentation
 	Cls       metrics.ClassificationScores // classification
@@ -80,7 +81,7 @@ type EvalResult struct {
 
 // Metric is the value used to pick the best checkpoint: mIoU or top-1 accuracy.
 func (r *EvalResult) Metric() (name string, value float64) {
-	if r.Task == graphs.Segmentation {
+	if r.Task == label.Segmentation {
 		return "miou", r.Seg.MeanIoU
 	}
 	return "top1", r.Cls.Top1
@@ -93,7 +94,7 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 	start := time.Now()
 	classes := len(names)
 	res := &EvalResult{Task: e.m.Info.Task}
-	if res.Task == graphs.Segmentation {
+	if res.Task == label.Segmentation {
 		res.Confusion = metrics.NewConfusionMatrix(classes)
 	} else {
 		res.TopK = metrics.NewTopK(classes)
@@ -108,7 +109,7 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		if err != nil {
 			return nil, err
 		}
-		if res.Task == graphs.Segmentation {
+		if res.Task == label.Segmentation {
 			plane := b.H * b.W
 			if cap(pred) < b.N*plane {
 				pred = make([]int, b.N*plane)
@@ -132,7 +133,7 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		}
 	}
 	var err error
-	if res.Task == graphs.Segmentation {
+	if res.Task == label.Segmentation {
 		res.Seg, err = res.Confusion.ScoresNamed(names)
 	} else {
 		res.Cls, err = res.TopK.ScoresNamed(names)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
 
@@ -131,7 +132,7 @@ func TestPlanMemoryExact(t *testing.T) {
 // randomLabels returns the labels node of a training graph, random classes.
 func randomLabels(m *graphs.Model, gr *graphs.Graph) *G.Node {
 	shape := []int{gr.Batch}
-	if m.Info.Task == graphs.Segmentation {
+	if m.Info.Task == label.Segmentation {
 		shape = []int{gr.Batch, gr.H, gr.W}
 	}
 	t := tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))

@@ -53,7 +53,7 @@ func TestOverfitOneBatch(t *testing.T) {
 			}
 			labT := tensor.New(tensor.WithShape(n, h, w), tensor.WithBacking(lab))
 			labels := G.NewTensor(gr.G, tensor.Int, 3, G.WithShape(n, h, w), G.WithValue(labT), G.WithName("labels"))
-			loss, err := losses.CrossEntropy(gr.Logits, labels, losses.DefaultCE())
+			loss, err := losses.CrossEntropy(gr.Logits, labels, losses.CEOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/metrics"
 )
 
@@ -224,7 +225,7 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 	res.Images = int(buf[len(counts)])
 	res.Seconds = buf[len(counts)+1] / float64(c.Size()) // the ranks ran side by side
 	var err error
-	if res.Task == graphs.Segmentation {
+	if res.Task == label.Segmentation {
 		res.Seg, err = res.Confusion.ScoresNamed(names)
 	} else {
 		res.Cls, err = res.TopK.ScoresNamed(names)
@@ -233,9 +234,9 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 }
 
 // emptyEval is the result of a rank whose share of the validation split is empty.
-func emptyEval(task graphs.Task, classes int) *EvalResult {
+func emptyEval(task label.Task, classes int) *EvalResult {
 	res := &EvalResult{Task: task}
-	if task == graphs.Segmentation {
+	if task == label.Segmentation {
 		res.Confusion = metrics.NewConfusionMatrix(classes)
 	} else {
 		res.TopK = metrics.NewTopK(classes)

@@ -8,9 +8,8 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/vggo/vggo/label"
 	"golang.org/x/term"
-
-	"github.com/vggo/vggo/graphs"
 )
 
 // progress shows how far a training or evaluation pass is: a progress bar on a terminal,
@@ -169,7 +168,7 @@ func (t *Trainer) evaluate(ctx context.Context) (ev *EvalResult, stopped bool, e
 		return ev, false, nil
 	}
 	name, v := ev.Metric()
-	if ev.Task == graphs.Segmentation {
+	if ev.Task == label.Segmentation {
 		bar.finish(fmt.Sprintf("  eval: mIoU %.4f, pixel acc %.4f, mean acc %.4f on %d images (%.0fs)", v, ev.Seg.PixelAcc, ev.Seg.MeanAcc, ev.Images, ev.Seconds))
 	} else {
 		bar.finish(fmt.Sprintf("  eval: %s %.4f, top5 %.4f on %d images (%.0fs)", name, v, ev.Cls.Top5, ev.Images, ev.Seconds))

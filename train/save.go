@@ -7,7 +7,7 @@ import (
 	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
-	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/report"
 )
 
@@ -111,7 +111,7 @@ func (t *Trainer) evaluateHook(ev *Event) error {
 }
 
 func fillRecord(rec *report.EpochRecord, ev *EvalResult) {
-	if ev.Task == graphs.Segmentation {
+	if ev.Task == label.Segmentation {
 		rec.MIoU = report.Optional(ev.Seg.MeanIoU)
 		rec.PixelAcc = report.Optional(ev.Seg.PixelAcc)
 		rec.MeanAcc = report.Optional(ev.Seg.MeanAcc)
@@ -144,7 +144,7 @@ func (t *Trainer) considerBest(ev *Event) error {
 		return err
 	}
 	best := report.Best{Epoch: t.state.Epoch, Step: t.state.GlobalStep, Metric: name, Value: v}
-	if ev.Eval.Task == graphs.Segmentation {
+	if ev.Eval.Task == label.Segmentation {
 		for _, c := range ev.Eval.Seg.PerClass {
 			best.PerClass = append(best.PerClass, report.ClassIoU{Name: c.Name, IoU: report.Optional(c.IoU), Acc: report.Optional(c.Acc)})
 		}

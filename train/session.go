@@ -8,6 +8,7 @@ import (
 
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
 
@@ -43,7 +44,7 @@ func NewTrainSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Ses
 		return nil, err
 	}
 	shape := []int{batch}
-	if m.Info.Task == graphs.Segmentation {
+	if m.Info.Task == label.Segmentation {
 		shape = []int{batch, h, w}
 	}
 	s := &Session{Model: m, Graph: gr, labels: tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))}

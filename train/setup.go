@@ -13,6 +13,7 @@ import (
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/report"
 )
 
@@ -217,23 +218,23 @@ func (t *Trainer) buildModel(trainDS data.Dataset) (graphs.ArchInfo, error) {
 	if err != nil {
 		return info, err
 	}
-	if info.Task == graphs.Segmentation != (trainDS.Task() == data.Segmentation) {
-		return info, fmt.Errorf("train: %s is a %s model but %s holds %s data (--kind)", mcfg.Arch, info.Task, cfg.Data.Root, kindName(trainDS.Task()))
+	if info.Task != trainDS.Task() {
+		return info, fmt.Errorf("train: %s is a %s model but %s holds %s data (--kind)", mcfg.Arch, info.Task, cfg.Data.Root, trainDS.Task())
 	}
-	if info.Task == graphs.Classification {
+	if info.Task == label.Classification {
 		if mcfg.Classes != len(names) {
 			return info, fmt.Errorf("train: --classes %d but %s/%s has %d class folders", mcfg.Classes, cfg.Data.Root, cfg.Data.TrainSplit, len(names))
 		}
 		mcfg.InputH, mcfg.InputW = cfg.CropH, cfg.CropW
 	}
 	cfg.Model = mcfg
-	t.names = NamesFor(names, mcfg.Classes)
+	t.names = label.Names(mcfg.Classes, names)
 	if err := info.CheckInput(cfg.CropH, cfg.CropW); err != nil {
 		return info, fmt.Errorf("train: --crop: %w", err)
 	}
 	if cfg.EvalBatch == 0 {
 		cfg.EvalBatch = 1
-		if info.Task == graphs.Classification {
+		if info.Task == label.Classification {
 			cfg.EvalBatch = cfg.Batch
 		}
 	}
@@ -362,25 +363,4 @@ func OpenData(d DataConfig, classes int) (train, val data.Dataset, err error) {
 		}
 	}
 	return train, val, nil
-}
-
-func kindName(t data.Task) string {
-	if t == data.Segmentation {
-		return "segmentation"
-	}
-	return "classification"
-}
-
-// NamesFor gives a name to each of classes class indices: the dataset's names, then
-// class<i> for indices beyond them.
-func NamesFor(names []string, classes int) []string {
-	out := make([]string, classes)
-	for i := range out {
-		if i < len(names) {
-			out[i] = names[i]
-		} else {
-			out[i] = fmt.Sprintf("class%d", i)
-		}
-	}
-	return out
 }

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
-	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 )
 
 // Metadata keys of vggo checkpoints (besides the checkpoints package's own and the
@@ -47,17 +47,18 @@ func WeightsFile(m *graphs.Model, names []string) *checkpoints.File {
 	return &checkpoints.File{Tensors: modelTensors(m), Metadata: map[string]string{MetaModel: string(mc), MetaClassNames: string(nc)}}
 }
 
-// ClassNames returns the class names stored in a vggo file, or the defaults (the VOC
-// names for 21 classes, else class0, class1, ...) when it has none.
+// ClassNames returns the class names stored in a vggo file, completed by label.Names.
+// A file without names gets the VOC names when it has at most 21 classes (the first
+// classes of them), else class0, class1, ....
 func ClassNames(f *checkpoints.File, classes int) []string {
 	var names []string
 	if f != nil {
 		_ = json.Unmarshal([]byte(f.Metadata[MetaClassNames]), &names)
 	}
-	if len(names) == 0 && classes <= data.VOCNumClasses {
-		names = data.VOCClasses()
+	if voc := label.VOCClasses(); len(names) == 0 && classes <= len(voc) {
+		names = voc
 	}
-	return NamesFor(names, classes)
+	return label.Names(classes, names)
 }
 
 // isWeight tells model tensors from optimizer state and PyTorch's batch counters.

@@ -3,11 +3,13 @@ package train
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 )
 
 func saveModel(t *testing.T, cfg graphs.Config) (*graphs.Model, string) {
@@ -107,5 +109,30 @@ func TestLoadWeightsMismatch(t *testing.T) {
 	m, _, err := OpenModel(path)
 	if err != nil || m.Config.Classes != 5 {
 		t.Errorf("OpenModel of the export: %v", err)
+	}
+}
+
+func TestClassNames(t *testing.T) {
+	named := &checkpoints.File{Metadata: map[string]string{MetaClassNames: `["road","sky"]`}}
+	for _, tc := range []struct {
+		name    string
+		f       *checkpoints.File
+		classes int
+		want    []string
+	}{
+		{"stored", named, 2, []string{"road", "sky"}},
+		{"stored, more classes", named, 3, []string{"road", "sky", "class2"}},
+		{"none, 2 classes", nil, 2, []string{"background", "aeroplane"}},
+		{"no metadata, 21 classes", &checkpoints.File{}, 21, label.VOCClasses()},
+		{"none, 22 classes", nil, 22, label.Names(22, nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ClassNames(tc.f, tc.classes); !slices.Equal(got, tc.want) {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if got := ClassNames(nil, 22)[0]; got != "class0" {
+		t.Errorf("22 unnamed classes: first is %q, want class0", got)
 	}
 }

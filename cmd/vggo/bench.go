@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 )
 
 func benchCmd() *command {
@@ -124,7 +125,7 @@ func (f *benchFlags) config(set map[string]bool) (BenchConfig, error) {
 			return cfg, usagef("--input: %v", err)
 		}
 		cfg.H, cfg.W = h, w
-		if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == graphs.Classification {
+		if info, err := graphs.Lookup(cfg.Model.Arch); err == nil && info.Task == label.Classification {
 			cfg.Model.InputH, cfg.Model.InputW = h, w
 		}
 	} else if own {

@@ -15,6 +15,7 @@ import (
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
 
@@ -85,7 +86,7 @@ func (c BenchConfig) normalized() (BenchConfig, error) {
 	if c.W == 0 {
 		c.W = mc.InputW
 	}
-	if info.Task == graphs.Segmentation {
+	if info.Task == label.Segmentation {
 		// Segmentation models take any size: the summary (and FLOP count) uses this one.
 		mc.InputH, mc.InputW = c.H, c.W
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
 
@@ -104,8 +105,8 @@ Examples:
 		if err != nil {
 			return err
 		}
-		seg := m.Info.Task == graphs.Segmentation
-		if seg != (ds.Task() == data.Segmentation) {
+		seg := m.Info.Task == label.Segmentation
+		if seg != (ds.Task() == label.Segmentation) {
 			return fmt.Errorf("%s is a %s model but %s holds other data (--kind)", m.Config.Arch, m.Info.Task, *root)
 		}
 		if *batch == 0 {
@@ -119,7 +120,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		res, err := evaluateSplit(ctx, e, m, l, train.NamesFor(ds.ClassNames(), m.Config.Classes))
+		res, err := evaluateSplit(ctx, e, m, l, label.Names(m.Config.Classes, ds.ClassNames()))
 		if err != nil {
 			return err
 		}
@@ -153,7 +154,7 @@ func evaluateSplit(ctx context.Context, e *env, m *graphs.Model, l *data.Loader,
 // printJSON prints the scores of res as one JSON object.
 func printJSON(e *env, res *train.EvalResult) error {
 	var v any = res.Cls
-	if res.Task == graphs.Segmentation {
+	if res.Task == label.Segmentation {
 		v = res.Seg
 	}
 	b, err := json.MarshalIndent(v, "", "  ")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/metrics"
 	"github.com/vggo/vggo/train"
 )
@@ -60,7 +61,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		seg := m.Info.Task == graphs.Segmentation
+		seg := m.Info.Task == label.Segmentation
 		if seg {
 			if err := os.MkdirAll(*out, 0o755); err != nil {
 				return err
@@ -94,16 +95,12 @@ type predictor struct {
 
 func (pr *predictor) predict(p string) error {
 	m := pr.m
-	seg := m.Info.Task == graphs.Segmentation
-	task := data.Classification
-	if seg {
-		task = data.Segmentation
-	}
+	seg := m.Info.Task == label.Segmentation
 	img, err := data.ReadImage(p)
 	if err != nil {
 		return err
 	}
-	chw, h, w, err := data.Preprocess(img, data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}, task)
+	chw, h, w, err := data.Preprocess(img, data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}, m.Info.Task)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}

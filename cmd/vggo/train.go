@@ -12,6 +12,7 @@ import (
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
 
@@ -259,7 +260,7 @@ func resumeOverrides(tf *trainFlags) (train.Overrides, error) {
 func completeConfig(tf *trainFlags, cfg *train.Config, comm distributed.Comm) error {
 	if tf.demo {
 		info, _ := graphs.Lookup(cfg.Model.Arch)
-		if cfg.Data.Kind != "voc" || info.Task != graphs.Segmentation {
+		if cfg.Data.Kind != "voc" || info.Task != label.Segmentation {
 			return usagef("the demo dataset is VOC segmentation: give --data for %s", cfg.Model.Arch)
 		}
 		cfg.Data.Root = demoDir()
@@ -305,7 +306,7 @@ func runTraining(ctx context.Context, e *env, tr *train.Trainer) error {
 	}
 	if ev := res.LastEval; ev != nil {
 		name, v := ev.Metric()
-		if ev.Task == graphs.Segmentation {
+		if ev.Task == label.Segmentation {
 			fmt.Fprintf(e.stdout, "validation mIoU %.4f (pixel accuracy %.4f, mean accuracy %.4f) on %d images\n",
 				v, ev.Seg.PixelAcc, ev.Seg.MeanAcc, ev.Images)
 		} else {

@@ -18,6 +18,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
 
@@ -98,7 +99,7 @@ func TestDump(t *testing.T) {
 		}
 		copy(gr.InputT.Data().([]float32), in)
 		shape := []int{c.n}
-		if m.Info.Task == graphs.Segmentation {
+		if m.Info.Task == label.Segmentation {
 			shape = []int{c.n, c.h, c.w}
 		}
 		size := 1
@@ -109,7 +110,7 @@ func TestDump(t *testing.T) {
 		lab64 := make([]int64, size)
 		for i := range lab {
 			lab[i] = r.IntN(m.Config.Classes)
-			if i%7 == 0 && m.Info.Task == graphs.Segmentation {
+			if i%7 == 0 && m.Info.Task == label.Segmentation {
 				lab[i] = 255
 			}
 			lab64[i] = int64(lab[i])
@@ -117,7 +118,7 @@ func TestDump(t *testing.T) {
 		write(t, dir, c.name+".labels", lab64)
 		ln := G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...),
 			G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(lab))))
-		loss, err := losses.CrossEntropy(gr.Logits, ln, losses.DefaultCE())
+		loss, err := losses.CrossEntropy(gr.Logits, ln, losses.CEOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
