@@ -45,7 +45,7 @@ type Manager struct {
 }
 
 // NewManager creates dir if needed and returns a Manager that keeps the newest keep
-// numbered checkpoints (keep <= 0 keeps them all). It removes temporary files that an
+// numbered checkpoints (keep 0: it writes none). It removes temporary files that an
 // interrupted Save left in dir.
 func NewManager(dir string, keep int) (*Manager, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -94,8 +94,12 @@ func (m *Manager) SaveBest(f *File) error {
 }
 
 // SaveNumbered writes f as NumberedName(epoch, step), then deletes the oldest
-// numbered checkpoints beyond Keep. It returns the new file's path.
+// numbered checkpoints beyond Keep. It returns the new file's path, or "" when Keep is
+// 0 (no numbered checkpoints).
 func (m *Manager) SaveNumbered(f *File, epoch, step int) (string, error) {
+	if m.keep <= 0 {
+		return "", nil
+	}
 	if epoch < 0 || step < 0 {
 		return "", fmt.Errorf("checkpoints: numbered checkpoint with negative epoch %d or step %d", epoch, step)
 	}
@@ -109,9 +113,6 @@ func (m *Manager) SaveNumbered(f *File, epoch, step int) (string, error) {
 }
 
 func (m *Manager) prune() error {
-	if m.keep <= 0 {
-		return nil
-	}
 	list, err := m.numbered()
 	if err != nil {
 		return err

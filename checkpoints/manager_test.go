@@ -60,7 +60,7 @@ func TestManagerRetention(t *testing.T) {
 	}
 }
 
-func TestManagerKeepAllAndStaleTemps(t *testing.T) {
+func TestManagerKeepNoneAndStaleTemps(t *testing.T) {
 	dir := t.TempDir()
 	stale := filepath.Join(dir, ".last.safetensors.tmp-12345")
 	os.WriteFile(stale, []byte("partial"), 0o644)
@@ -76,8 +76,12 @@ func TestManagerKeepAllAndStaleTemps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if list, _ := m.List(); len(list) != 4 {
-		t.Errorf("keep 0 kept %d, want all 4", len(list))
+	if list, _ := m.List(); len(list) != 0 {
+		t.Errorf("keep 0 wrote %d numbered checkpoints, want none", len(list))
+	}
+	m, err = NewManager(dir, 1)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if _, err := m.SaveNumbered(tiny(0), -1, 0); err == nil {
 		t.Error("negative epoch accepted")

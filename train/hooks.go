@@ -142,7 +142,7 @@ func (t *Trainer) endOfEpochSave(_ *Event) error {
 	if err := t.saveLast(); err != nil {
 		return err
 	}
-	if t.cfg.Keep == 0 || !t.root() {
+	if !t.root() {
 		return nil
 	}
 	return t.writeCheckpoint(func(f *checkpoints.File) error {
