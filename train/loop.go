@@ -7,6 +7,7 @@ import (
 	"io"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/vggo/vggo/checkpoints"
@@ -26,6 +27,9 @@ type Options struct {
 	Comm distributed.Comm
 	// Hooks are added to the run's own (see Hook).
 	Hooks []Hook
+	// SaveLock, when set, is held while a checkpoint is written: a process that must
+	// exit at once can take it first, so as not to die in the middle of a save.
+	SaveLock sync.Locker
 }
 
 // ErrInterrupted is wrapped by Run's error when it stopped on a cancelled context (on

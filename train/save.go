@@ -50,6 +50,10 @@ func (t *Trainer) writeCheckpoint(save func(*checkpoints.File) error) error {
 	if !t.root() {
 		return nil
 	}
+	if l := t.opt.SaveLock; l != nil {
+		l.Lock()
+		defer l.Unlock()
+	}
 	return save(f)
 }
 

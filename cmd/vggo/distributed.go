@@ -20,7 +20,7 @@ func runDistributed(e *env, fn func(e *env, comm distributed.Comm) error) error 
 	}
 	re := e
 	if comm.Rank() != 0 {
-		re = &env{stdout: io.Discard, stderr: io.Discard}
+		re = &env{stdout: io.Discard, stderr: io.Discard, saving: e.saving}
 	}
 	err = fn(re, comm)
 	// An interrupted run stopped on every rank at the same step (the ranks agree on it).

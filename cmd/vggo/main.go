@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -27,6 +28,8 @@ type command struct {
 // env is what a command may touch: its output streams. Nothing global.
 type env struct {
 	stdout, stderr io.Writer
+	// saving, when set, is held while training writes a checkpoint (train.Options.SaveLock).
+	saving sync.Locker
 }
 
 // usageError makes run exit with status 2 after printing the command's usage.
@@ -51,22 +54,35 @@ func commands() []*command {
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		// The first signal asks for a clean stop (training saves a checkpoint); restoring
-		// the default handling lets a second one end the process at once.
-		<-ctx.Done()
-		stop()
-	}()
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	var saving sync.Mutex
+	go handleSignals(sigs, cancel, &saving)
+	os.Exit(runEnv(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, saving: &saving}, os.Args[1:]))
+}
+
+// handleSignals turns the first SIGINT, SIGTERM or SIGHUP (a closed terminal, a lost ssh
+// session) into a cancelled context: training saves a checkpoint and stops. A second
+// signal ends the process at once, but never while a checkpoint is being written, so
+// that the last completed epoch stays on disk.
+func handleSignals(sigs <-chan os.Signal, cancel context.CancelCauseFunc, saving sync.Locker) {
+	sig := <-sigs
+	cancel(fmt.Errorf("%v signal received", sig))
+	sig = <-sigs
+	saving.Lock() // wait for a checkpoint being written; hold the lock until exit
+	fmt.Fprintf(os.Stderr, "vggo: second signal (%v): exiting now\n", sig)
+	os.Exit(130)
 }
 
 // run executes one vggo invocation and returns the process exit status: 0 on success, 1
 // on failure, 2 on a usage error.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := &env{stdout: stdout, stderr: stderr}
+	return runEnv(ctx, &env{stdout: stdout, stderr: stderr}, args)
+}
+
+func runEnv(ctx context.Context, e *env, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c := find(args[1]); c != nil {

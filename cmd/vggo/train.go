@@ -184,7 +184,7 @@ func defineOptimFlags(fs *flag.FlagSet, c *train.Config) {
 
 // trainAs trains (or resumes) as one rank of comm.
 func trainAs(ctx context.Context, e *env, tf *trainFlags, comm distributed.Comm) error {
-	opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm}
+	opts := train.Options{Log: e.stderr, Terminal: train.IsTerminal(e.stderr), Comm: comm, SaveLock: e.saving}
 	if tf.resume != "" {
 		ov, err := resumeOverrides(tf)
 		if err != nil {
