@@ -11,6 +11,7 @@ import (
 
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/report"
 )
 
 func TestEMAUpdateAndSwap(t *testing.T) {
@@ -230,4 +231,56 @@ func loadTensors(t *testing.T, path string) map[string][]float32 {
 		out[tn.Name] = tn.Data
 	}
 	return out
+}
+
+// Non-finite weights or buffers are never saved: the error names the tensors and the
+// last good checkpoint, and the file on disk keeps its previous state.
+func TestSaveRefusesNonFinite(t *testing.T) {
+	cfg := segnetConfig(t)
+	tr, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.saveLast(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(cfg.Out, checkpoints.LastName)
+	before := loadTensors(t, path)
+	tr.state.GlobalStep = 5 // a later state than the saved one
+	p := tr.model.Param("encoder.1.running_var")
+	p.Data[0], p.Data[3] = float32(math.NaN()), float32(math.Inf(1))
+	err = tr.saveLast()
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "encoder.1.running_var (2)") ||
+		!strings.Contains(err.Error(), "the last good checkpoint is "+path) {
+		t.Fatalf("saving NaN state: %v", err)
+	}
+	sameWeights(t, before, loadTensors(t, path))
+}
+
+// A kill between an epoch's metrics.jsonl record and its checkpoint leaves a record the
+// checkpoint does not know: the resumed run drops it and writes the epoch's record once.
+func TestResumeDropsRecordsPastTheCheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny run")
+	}
+	cfg := tinyConfig(t, t.TempDir())
+	cfg.Epochs = 1
+	if _, err := runFresh(t, cfg, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	metrics := filepath.Join(cfg.Out, report.MetricsFile)
+	if err := report.AppendRecord(metrics, report.EpochRecord{Epoch: 2, Step: 99, LR: 1, TrainLoss: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Resume(cfg.Out, Overrides{Epochs: 2}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	recs := records(t, cfg.Out)
+	if len(recs) != 2 || recs[0].Epoch != 1 || recs[1].Epoch != 2 || recs[1].Step == 99 {
+		t.Errorf("records %+v: want epochs 1 and 2, the stale epoch 2 gone", recs)
+	}
 }

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/report"
+)
+
+// Every numeric flag is checked (finite, in range) as a usage error before anything is
+// created.
+func TestTrainRefusesBadNumbers(t *testing.T) {
+	dir := t.TempDir()
+	demo := filepath.Join(dir, "demo")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--width", "0"}, "width 0"},
+		{[]string{"--width", "0.3"}, "not 1/k"},
+		{[]string{"--weight-decay", "nan"}, "weight-decay NaN"},
+		{[]string{"--weight-decay", "-5"}, "weight-decay -5"},
+		{[]string{"--warmup", "nan"}, "warmup NaN"},
+		{[]string{"--lr", "inf"}, "lr +Inf"},
+		{[]string{"--lr", "0"}, "lr 0"},
+		{[]string{"--momentum", "1.5"}, "momentum 1.5"},
+		{[]string{"--label-smoothing", "-0.1"}, "label-smoothing -0.1"},
+		{[]string{"--dropout", "1"}, "dropout 1"},
+		{[]string{"--ema", "1"}, "ema 1"},
+		{[]string{"--clip-grad-norm", "-1"}, "clip-grad-norm -1"},
+		{[]string{"--early-stop", "-2"}, "early-stop -2"},
+		{[]string{"--epochs", "-1"}, "epochs -1"},
+		{[]string{"--keep", "-1"}, "keep -1"},
+		{[]string{"--class-weights", "1,nan"}, "class weight 1 is NaN"},
+		{[]string{"--gamma", "0.5"}, "step schedule only"},
+		{[]string{"--crop", "0x64"}, "crop"},
+	} {
+		out := filepath.Join(dir, "run-"+strings.TrimLeft(tc.args[0], "-"))
+		args := append([]string{"train", "--data", demo, "--crop", "32x32", "--out", out}, tc.args...)
+		code, _, errs := vggo(t, args...)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%v: exit %d, %q; want 2 and an error containing %q", tc.args, code, errs, tc.want)
+		}
+		if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%v: the run directory was created", tc.args)
+		}
+	}
+}
+
+// A diverging run stops before saving non-finite state and names the real last good
+// checkpoint; the checkpoint on disk is finite and loads.
+func TestTrainDivergenceKeepsLastGood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny model")
+	}
+	dir := t.TempDir()
+	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "16", "--val", "2", "--size", "32"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	code, _, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--batch", "2", "--width", "0.0625",
+		"--lr", "1e9", "--save-every", "1", "--epochs", "3", "--out", run)
+	if code != 1 || !strings.Contains(errs, "non-finite") {
+		t.Fatalf("exit %d, %q: want 1 and a non-finite error", code, errs)
+	}
+	last := filepath.Join(run, checkpoints.LastName)
+	_, statErr := os.Stat(last)
+	switch {
+	case strings.Contains(errs, "there is no checkpoint of this run yet"):
+		if statErr == nil {
+			t.Errorf("the error says there is no checkpoint, but %s exists", last)
+		}
+	case strings.Contains(errs, "the last good checkpoint is "+last):
+		if _, err := checkpoints.Load(last); err != nil {
+			t.Errorf("the named last good checkpoint does not load: %v", err)
+		}
+	default:
+		t.Errorf("the error names no last good checkpoint: %s", errs)
+	}
+}
+
+// buildVggo builds the command once per test binary.
+var buildVggo = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "vggo-bin-*")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "vggo")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", errors.New(string(out))
+	}
+	return bin, nil
+})
+
+// startTrain starts the vggo binary training on demo in run.
+func startTrain(t *testing.T, demo, run string, extra ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	bin, err := buildVggo()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"train", "--data", demo, "--crop", "64x64", "--batch", "4", "--width", "0.125",
+		"--epochs", "2", "--workers", "1", "--out", run}, extra...)
+	cmd := exec.Command(bin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, &out
+}
+
+// waitFor polls until cond holds (or fails the test after a minute).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for start := time.Now(); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func progressOf(t *testing.T, path string) (epoch, step int, pending bool) {
+	t.Helper()
+	f, err := checkpoints.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Epoch     int `json:"epoch"`
+		EpochStep int `json:"epoch_step"`
+		Pending   any `json:"pending"`
+	}
+	if err := json.Unmarshal([]byte(f.Metadata["vggo.progress"]), &p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Epoch, p.EpochStep, p.Pending != nil
+}
+
+// SIGHUP (a closed terminal) stops training with a checkpoint and the resume command;
+// a signal during evaluation stops the evaluation with the trained epoch on disk; a
+// second signal exits at once, and the epoch is still there; the resumed run evaluates
+// it and writes its record once.
+func TestTrainSignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the vggo binary")
+	}
+	dir := t.TempDir()
+	demo := filepath.Join(dir, "demo")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "32", "--val", "120", "--size", "64"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	t.Run("sighup", func(t *testing.T) {
+		run := filepath.Join(dir, "hup")
+		cmd, out := startTrain(t, demo, run, "--save-every", "1")
+		last := filepath.Join(run, checkpoints.LastName)
+		waitFor(t, "a first checkpoint", func() bool { _, err := os.Stat(last); return err == nil })
+		cmd.Process.Signal(syscall.SIGHUP)
+		err := cmd.Wait()
+		if code := exitCode(err); code != 1 || !strings.Contains(out.String(), "resume with: vggo train --resume "+run) {
+			t.Fatalf("exit %d, output:\n%s\nwant 1 and the resume command", code, out)
+		}
+		if _, _, pending := progressOf(t, last); pending {
+			t.Errorf("checkpoint after SIGHUP mid-epoch has a pending epoch end")
+		}
+	})
+	for _, signals := range []int{1, 2} {
+		t.Run(map[int]string{1: "sigint-in-eval", 2: "double-sigint-in-eval"}[signals], func(t *testing.T) {
+			run := filepath.Join(dir, "int"+string(rune('0'+signals)))
+			cmd, out := startTrain(t, demo, run)
+			last := filepath.Join(run, checkpoints.LastName)
+			// last.safetensors appears when the first epoch's training is done, just
+			// before its evaluation starts.
+			waitFor(t, "the pre-evaluation checkpoint", func() bool { _, err := os.Stat(last); return err == nil })
+			for range signals { // back to back: the second arrives while the first is handled
+				cmd.Process.Signal(syscall.SIGINT)
+			}
+			err := cmd.Wait()
+			if signals == 1 && (exitCode(err) != 1 || !strings.Contains(out.String(), "interrupted during the evaluation of epoch 1")) {
+				t.Fatalf("exit %d, output:\n%s\nwant 1 and an interruption during evaluation", exitCode(err), out)
+			}
+			if signals == 2 && exitCode(err) != 130 {
+				t.Fatalf("exit %d after two signals, want 130; output:\n%s", exitCode(err), out)
+			}
+			if epoch, step, pending := progressOf(t, last); epoch != 1 || step != 0 || !pending {
+				t.Fatalf("checkpoint at epoch %d step %d (pending %v), want epoch 1 trained, its evaluation pending", epoch, step, pending)
+			}
+			code, stdout, errs := vggo(t, "train", "--resume", run, "--workers", "1")
+			if code != 0 {
+				t.Fatalf("resume: exit %d\n%s", code, errs)
+			}
+			recs, err := report.ReadRecords(filepath.Join(run, report.MetricsFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(recs) != 2 || recs[0].Epoch != 1 || recs[0].MIoU == nil || recs[1].Epoch != 2 {
+				t.Errorf("metrics.jsonl after resume: %+v; want epochs 1 and 2, each evaluated once\n%s", recs, stdout)
+			}
+		})
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
