@@ -57,13 +57,13 @@ func (t *Trainer) checkpointFile() (*checkpoints.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("train: encode config: %w", err)
 	}
-	stJSON, err := json.Marshal(t.state)
+	stJSON, err := jsonProgress(t)
 	if err != nil {
-		return nil, fmt.Errorf("train: encode state: %w", err)
+		return nil, err
 	}
 	f := WeightsFile(t.model, t.names)
 	f.Metadata[MetaConfig] = string(cfgJSON)
-	f.Metadata[MetaProgress] = string(stJSON)
+	f.Metadata[MetaProgress] = stJSON
 	f.Metadata[MetaSeed] = strconv.FormatUint(t.cfg.Seed, 10)
 	st := t.step.optim.State()
 	for k, v := range st.Metadata() {
@@ -79,6 +79,14 @@ func (t *Trainer) checkpointFile() (*checkpoints.File, error) {
 		f.Tensors = append(f.Tensors, t.ema.tensors()...)
 	}
 	return f, nil
+}
+
+func jsonProgress(t *Trainer) (string, error) {
+	b, err := json.Marshal(t.state)
+	if err != nil {
+		return "", fmt.Errorf("train: encode progress: %w", err)
+	}
+	return string(b), nil
 }
 
 // restore loads weights, optimizer state, EMA weights and progress from a checkpoint.
