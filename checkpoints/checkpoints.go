@@ -25,13 +25,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/vggo/vggo/internal/atomicfile"
 )
 
 // Metadata keys and values that Save writes.
@@ -250,7 +250,7 @@ func Save(path string, f *File) error {
 
 // save is Save with a hook that wraps the temporary file's writer (tests inject
 // failures with it).
-func save(path string, f *File, wrap func(io.Writer) io.Writer) (err error) {
+func save(path string, f *File, wrap func(io.Writer) io.Writer) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("checkpoints: save %s: %w", path, err)
 	}
@@ -263,63 +263,16 @@ func save(path string, f *File, wrap func(io.Writer) io.Writer) (err error) {
 	md[MetaChecksum] = checksumString(dataChecksum(f.Tensors))
 	header := encodeHeader(f.Tensors, md)
 
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	err := atomicfile.WriteFile(path, func(w io.Writer) error {
+		if wrap != nil {
+			w = wrap(w)
+		}
+		return writeTo(w, header, f.Tensors)
+	})
 	if err != nil {
 		return fmt.Errorf("checkpoints: save %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close() // may already be closed; the error does not matter then
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("checkpoints: save %s: %w", path, err)
-		}
-	}()
-	var w io.Writer = tmp
-	if wrap != nil {
-		w = wrap(w)
-	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := writeTo(bw, header, f.Tensors); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename is done: the new file is in place even if the directory sync fails,
-	// which the error then says (the deferred cleanup finds no temporary file to remove).
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("the new file is in place, but syncing directory %s failed, so the rename may not survive a crash: %w", dir, err)
-	}
 	return nil
-}
-
-// syncDir makes a rename in dir durable. Windows cannot open directories for sync.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // dataChecksum is the CRC-32C of the data section that tensors produce.
