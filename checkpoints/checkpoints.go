@@ -10,9 +10,11 @@
 // safetensors files from elsewhere (converted torchvision weights, say) load here.
 //
 // Save adds three metadata strings: "format" = "vggo-checkpoint", "format_version" =
-// "1" and "checksum" = "crc32c:" + 8 lowercase hex digits, the CRC-32C (Castagnoli) of
-// the whole data section. Load verifies the checksum when one is present; a file
-// without one (not written by vggo) loads unchecked.
+// "2" and "checksum" = "crc32c:" + 8 lowercase hex digits, the CRC-32C (Castagnoli) of
+// the whole file (length prefix, header, data section) with the checksum's own 8 digits
+// read as "00000000". Version 1 files (earlier vggo) carry the CRC-32C of the data
+// section only, and are verified that way. Load verifies the checksum when one is
+// present; a file without one (not written by vggo) loads unchecked.
 package checkpoints
 
 import (
@@ -41,7 +43,7 @@ const (
 	MetaChecksum      = "checksum"
 
 	FormatName    = "vggo-checkpoint"
-	FormatVersion = 1
+	FormatVersion = 2
 )
 
 // maxHeaderSize is the reference implementation's limit on the JSON header (100 MB).
@@ -260,10 +262,16 @@ func save(path string, f *File, wrap func(io.Writer) io.Writer) error {
 	}
 	md[MetaFormat] = FormatName
 	md[MetaFormatVersion] = strconv.Itoa(FormatVersion)
-	md[MetaChecksum] = checksumString(dataChecksum(f.Tensors))
+	md[MetaChecksum] = checksumString(0)
 	header := encodeHeader(f.Tensors, md)
+	at, err := checksumDigits(header)
+	if err != nil {
+		return fmt.Errorf("checkpoints: save %s: %w", path, err) // a bug: encodeHeader wrote it
+	}
+	sum := dataChecksum(headerChecksum(header, at), f.Tensors)
+	copy(header[at:], fmt.Sprintf("%08x", sum))
 
-	err := atomicfile.WriteFile(path, func(w io.Writer) error {
+	err = atomicfile.WriteFile(path, func(w io.Writer) error {
 		if wrap != nil {
 			w = wrap(w)
 		}
@@ -275,9 +283,34 @@ func save(path string, f *File, wrap func(io.Writer) io.Writer) error {
 	return nil
 }
 
-// dataChecksum is the CRC-32C of the data section that tensors produce.
-func dataChecksum(tensors []Tensor) uint32 {
-	var sum uint32
+// checksumPrefix starts the checksum's metadata entry in a header that encodeHeader
+// (or any JSON encoder) wrote. In valid JSON it can only occur as that entry: inside a
+// string its quotes would be escaped.
+const checksumPrefix = `"` + MetaChecksum + `":"crc32c:`
+
+// checksumDigits returns the offset of the checksum's 8 hex digits in the JSON header
+// raw, which must hold exactly one checksum entry.
+func checksumDigits(raw []byte) (int, error) {
+	i := bytes.Index(raw, []byte(checksumPrefix))
+	if i < 0 || bytes.Count(raw, []byte(checksumPrefix)) != 1 || len(raw) < i+len(checksumPrefix)+9 {
+		return 0, fmt.Errorf("the header does not hold exactly one %s entry", checksumPrefix)
+	}
+	return i + len(checksumPrefix), nil
+}
+
+// headerChecksum is the CRC-32C of the length prefix and the JSON header raw, with the
+// 8 checksum digits at offset at read as zeros.
+func headerChecksum(raw []byte, at int) uint32 {
+	var prefix [8]byte
+	binary.LittleEndian.PutUint64(prefix[:], uint64(len(raw)))
+	sum := crc32.Update(0, castagnoli, prefix[:])
+	sum = crc32.Update(sum, castagnoli, raw[:at])
+	sum = crc32.Update(sum, castagnoli, []byte("00000000"))
+	return crc32.Update(sum, castagnoli, raw[at+8:])
+}
+
+// dataChecksum continues the CRC-32C sum over the data section that tensors produce.
+func dataChecksum(sum uint32, tensors []Tensor) uint32 {
 	var scratch []byte
 	for i := range tensors {
 		if b := tensors[i].bytes(); b != nil {
@@ -441,7 +474,8 @@ func jsonString(s string) string {
 // offsets that are out of range, overlap, leave gaps or disagree with dtype×shape, a
 // data section shorter (ErrTruncated) or longer than the header declares, an element
 // type other than F32, F64 or I64, a vggo checkpoint from a newer format version, or a
-// checksum that does not match the data (ErrChecksum). A file without a checksum
+// checksum that does not match the file (ErrChecksum: the header and data for format
+// 2, the data for format 1). A file without a checksum
 // (not written by vggo) loads without one. A missing file gives an error for which
 // errors.Is(err, fs.ErrNotExist) holds. Tensors come back in data-section order.
 func Load(path string) (*File, error) {
@@ -475,14 +509,17 @@ func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
 			return nil, &FormatError{Path: path, Reason: fmt.Sprintf("tensor %q has dtype %s, which vggo does not read (convert it to float32 before saving, e.g. tensor.float() in PyTorch)", e.name, e.dtype)}
 		}
 	}
-	want, hasSum, err := h.checksum(path)
+	ck, err := h.checksum(path)
 	if err != nil {
 		return nil, err
+	}
+	var sum uint32
+	if ck.header {
+		sum = headerChecksum(h.raw, ck.at)
 	}
 
 	f := &File{Tensors: make([]Tensor, len(h.entries)), Metadata: h.metadata}
 	r := bufio.NewReaderSize(io.NewSectionReader(ra, h.dataStart, int64(h.dataLen)), 1<<20)
-	var sum uint32
 	var scratch []byte
 	for i, e := range h.entries {
 		t := Tensor{Name: e.name, DType: e.dtype, Shape: e.shape}
@@ -510,10 +547,14 @@ func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
 		}
 		f.Tensors[i] = t
 	}
-	if hasSum && sum != want {
+	if ck.present && sum != ck.want {
+		what := "the data hashes"
+		if ck.header {
+			what = "the header and data hash"
+		}
 		return nil, &FormatError{Path: path, Err: ErrChecksum, Reason: fmt.Sprintf(
-			"checksum mismatch: the header records %s, the data hashes to %s (the file was corrupted on disk or in transfer; use another checkpoint)",
-			checksumString(want), checksumString(sum))}
+			"checksum mismatch: the header records %s, %s to %s (the file was corrupted on disk or in transfer; use another checkpoint)",
+			checksumString(ck.want), what, checksumString(sum))}
 	}
 	return f, nil
 }
@@ -584,7 +625,7 @@ func Inspect(path string) (*Header, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := h.checksum(path); err != nil {
+	if _, err := h.checksum(path); err != nil {
 		return nil, err
 	}
 	out := &Header{Specs: make([]Spec, len(h.entries)), Metadata: h.metadata}
