@@ -246,15 +246,28 @@ func checksumString(sum uint32) string { return fmt.Sprintf("crc32c:%08x", sum) 
 // removed and the previous file is untouched. Save adds the format, format_version and
 // checksum metadata (replacing any such keys in f.Metadata; f itself is not modified).
 // Tensors are written in the order of f.Tensors. The file's mode is 0644.
+//
+// Save refuses a file whose F32 or F64 tensors hold NaN or ±Inf with a
+// *NonFiniteError (see CheckFinite), so that a diverged run's state is never written.
 func Save(path string, f *File) error {
-	return save(path, f, nil)
+	return save(path, f, saveOptions{})
 }
 
-// save is Save with a hook that wraps the temporary file's writer (tests inject
-// failures with it).
-func save(path string, f *File, wrap func(io.Writer) io.Writer) error {
+type saveOptions struct {
+	wrap           func(io.Writer) io.Writer // wraps the temporary file's writer (tests inject failures)
+	allowNonFinite bool                      // tests write NaN and Inf bit patterns
+}
+
+func save(path string, f *File, opt saveOptions) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("checkpoints: save %s: %w", path, err)
+	}
+	if !opt.allowNonFinite {
+		if err := CheckFinite(f.Tensors); err != nil {
+			nf := err.(*NonFiniteError)
+			nf.Op, nf.Path = "save", path
+			return nf
+		}
 	}
 	md := make(map[string]string, len(f.Metadata)+3)
 	for k, v := range f.Metadata {
@@ -272,8 +285,8 @@ func save(path string, f *File, wrap func(io.Writer) io.Writer) error {
 	copy(header[at:], fmt.Sprintf("%08x", sum))
 
 	err = atomicfile.WriteFile(path, func(w io.Writer) error {
-		if wrap != nil {
-			w = wrap(w)
+		if opt.wrap != nil {
+			w = opt.wrap(w)
 		}
 		return writeTo(w, header, f.Tensors)
 	})
@@ -475,10 +488,16 @@ func jsonString(s string) string {
 // data section shorter (ErrTruncated) or longer than the header declares, an element
 // type other than F32, F64 or I64, a vggo checkpoint from a newer format version, or a
 // checksum that does not match the file (ErrChecksum: the header and data for format
-// 2, the data for format 1). A file without a checksum
+// 2, the data for format 1). It refuses F32 or F64 tensors holding NaN or ±Inf with a
+// *NonFiniteError naming them (checked after the checksum: a corrupt file is reported
+// as corrupt). A file without a checksum
 // (not written by vggo) loads without one. A missing file gives an error for which
 // errors.Is(err, fs.ErrNotExist) holds. Tensors come back in data-section order.
 func Load(path string) (*File, error) {
+	return load(path, true)
+}
+
+func load(path string, checkFinite bool) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: load: %w", err)
@@ -488,22 +507,26 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decode(fh, h, path)
+	return decode(fh, h, path, checkFinite)
 }
 
 // LoadBytes is Load for a file already in memory (b, read from path: the name used in
 // errors), with the same checks.
 func LoadBytes(b []byte, path string) (*File, error) {
+	return loadBytes(b, path, true)
+}
+
+func loadBytes(b []byte, path string, checkFinite bool) (*File, error) {
 	r := bytes.NewReader(b)
 	h, err := parseHeader(r, int64(len(b)), path)
 	if err != nil {
 		return nil, err
 	}
-	return decode(r, h, path)
+	return decode(r, h, path, checkFinite)
 }
 
 // decode reads and checks the tensors that h describes from ra.
-func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
+func decode(ra io.ReaderAt, h *header, path string, checkFinite bool) (*File, error) {
 	for _, e := range h.entries {
 		if !e.dtype.supported() {
 			return nil, &FormatError{Path: path, Reason: fmt.Sprintf("tensor %q has dtype %s, which vggo does not read (convert it to float32 before saving, e.g. tensor.float() in PyTorch)", e.name, e.dtype)}
@@ -555,6 +578,13 @@ func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
 		return nil, &FormatError{Path: path, Err: ErrChecksum, Reason: fmt.Sprintf(
 			"checksum mismatch: the header records %s, %s to %s (the file was corrupted on disk or in transfer; use another checkpoint)",
 			checksumString(ck.want), what, checksumString(sum))}
+	}
+	if checkFinite {
+		if err := CheckFinite(f.Tensors); err != nil {
+			nf := err.(*NonFiniteError)
+			nf.Op, nf.Path = "load", path
+			return nil, nf
+		}
 	}
 	return f, nil
 }

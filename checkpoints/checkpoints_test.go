@@ -84,22 +84,25 @@ func rawBytes(t *Tensor) []byte {
 	return out
 }
 
+// saveRaw saves f even if it holds NaN or Inf (sampleFile's bit patterns).
+func saveRaw(path string, f *File) error { return save(path, f, saveOptions{allowNonFinite: true}) }
+
 func TestRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := f.Metadata[MetaChecksum]; ok {
 		t.Error("Save modified the caller's metadata")
 	}
-	got, err := Load(path)
+	got, err := load(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	equalFiles(t, got, f)
 	raw, _ := os.ReadFile(path)
-	fromBytes, err := LoadBytes(raw, path)
+	fromBytes, err := loadBytes(raw, path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +112,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	// A loaded file saves again (its stale checksum is replaced) to identical bytes.
 	path2 := filepath.Join(t.TempDir(), "y.safetensors")
-	if err := Save(path2, got); err != nil {
+	if err := saveRaw(path2, got); err != nil {
 		t.Fatal(err)
 	}
 	b1, _ := os.ReadFile(path)
@@ -126,7 +129,7 @@ func TestRoundTrip(t *testing.T) {
 func TestHeaderLayout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -291,7 +294,7 @@ func writeBlob(t *testing.T, b []byte) string {
 
 func TestLoadTruncated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
-	if err := Save(path, sampleFile()); err != nil {
+	if err := saveRaw(path, sampleFile()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -312,7 +315,7 @@ func TestLoadTruncated(t *testing.T) {
 
 func TestLoadChecksum(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
-	if err := Save(path, sampleFile()); err != nil {
+	if err := saveRaw(path, sampleFile()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -490,7 +493,7 @@ func TestLoadNotAFile(t *testing.T) {
 func TestInspect(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	h, err := Inspect(path)
@@ -554,7 +557,7 @@ func TestSaveAtomic(t *testing.T) {
 	before, _ := os.ReadFile(path)
 	big := &File{Tensors: []Tensor{{Name: "w", Shape: []int{3000}, Data: make([]float32, 3000)}}}
 	for _, left := range []int{0, 3, 8, 20, 5000, 12000} {
-		err := save(path, big, func(w io.Writer) io.Writer { return &failWriter{w: w, left: left} })
+		err := save(path, big, saveOptions{wrap: func(w io.Writer) io.Writer { return &failWriter{w: w, left: left} }})
 		if !errors.Is(err, errInjected) || !strings.Contains(err.Error(), path) {
 			t.Errorf("fail after %d bytes: got %v, want the injected error naming the file", left, err)
 		}
