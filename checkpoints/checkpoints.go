@@ -14,7 +14,11 @@
 // the whole file (length prefix, header, data section) with the checksum's own 8 digits
 // read as "00000000". Version 1 files (earlier vggo) carry the CRC-32C of the data
 // section only, and are verified that way. Load verifies the checksum when one is
-// present; a file without one (not written by vggo) loads unchecked.
+// present; a file without one (not written by vggo) loads unchecked. Save and Load
+// refuse tensors holding NaN or ±Inf (CheckFinite), naming them.
+//
+// A run directory belongs to one process at a time: LockRun takes its lock, and
+// NewManager removes only the temporary files of writers that are gone.
 package checkpoints
 
 import (

@@ -38,7 +38,8 @@ type Numbered struct {
 // Manager writes a run directory's checkpoints: last.safetensors, best.safetensors,
 // and numbered ones of which it keeps the newest Keep (by epoch, then step). It never
 // deletes last or best, nor files it did not name. It assumes it is the only writer of
-// the directory; its methods are safe for concurrent use.
+// the directory (hold LockRun's lock to make sure); its methods are safe for concurrent
+// use.
 type Manager struct {
 	dir     string
 	keep    int
