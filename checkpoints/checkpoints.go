@@ -10,9 +10,15 @@
 // safetensors files from elsewhere (converted torchvision weights, say) load here.
 //
 // Save adds three metadata strings: "format" = "vggo-checkpoint", "format_version" =
-// "1" and "checksum" = "crc32c:" + 8 lowercase hex digits, the CRC-32C (Castagnoli) of
-// the whole data section. Load verifies the checksum when one is present; a file
-// without one (not written by vggo) loads unchecked.
+// "2" and "checksum" = "crc32c:" + 8 lowercase hex digits, the CRC-32C (Castagnoli) of
+// the whole file (length prefix, header, data section) with the checksum's own 8 digits
+// read as "00000000". Version 1 files (earlier vggo) carry the CRC-32C of the data
+// section only, and are verified that way. Load verifies the checksum when one is
+// present; a file without one (not written by vggo) loads unchecked. Save and Load
+// refuse tensors holding NaN or ±Inf (CheckFinite), naming them.
+//
+// A run directory belongs to one process at a time: LockRun takes its lock, and
+// NewManager removes only the temporary files of writers that are gone.
 package checkpoints
 
 import (
@@ -25,13 +31,13 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/vggo/vggo/internal/atomicfile"
 )
 
 // Metadata keys and values that Save writes.
@@ -41,7 +47,7 @@ const (
 	MetaChecksum      = "checksum"
 
 	FormatName    = "vggo-checkpoint"
-	FormatVersion = 1
+	FormatVersion = 2
 )
 
 // maxHeaderSize is the reference implementation's limit on the JSON header (100 MB).
@@ -244,15 +250,28 @@ func checksumString(sum uint32) string { return fmt.Sprintf("crc32c:%08x", sum) 
 // removed and the previous file is untouched. Save adds the format, format_version and
 // checksum metadata (replacing any such keys in f.Metadata; f itself is not modified).
 // Tensors are written in the order of f.Tensors. The file's mode is 0644.
+//
+// Save refuses a file whose F32 or F64 tensors hold NaN or ±Inf with a
+// *NonFiniteError (see CheckFinite), so that a diverged run's state is never written.
 func Save(path string, f *File) error {
-	return save(path, f, nil)
+	return save(path, f, saveOptions{})
 }
 
-// save is Save with a hook that wraps the temporary file's writer (tests inject
-// failures with it).
-func save(path string, f *File, wrap func(io.Writer) io.Writer) (err error) {
+type saveOptions struct {
+	wrap           func(io.Writer) io.Writer // wraps the temporary file's writer (tests inject failures)
+	allowNonFinite bool                      // tests write NaN and Inf bit patterns
+}
+
+func save(path string, f *File, opt saveOptions) error {
 	if err := f.validate(); err != nil {
 		return fmt.Errorf("checkpoints: save %s: %w", path, err)
+	}
+	if !opt.allowNonFinite {
+		if err := CheckFinite(f.Tensors); err != nil {
+			nf := err.(*NonFiniteError)
+			nf.Op, nf.Path = "save", path
+			return nf
+		}
 	}
 	md := make(map[string]string, len(f.Metadata)+3)
 	for k, v := range f.Metadata {
@@ -260,71 +279,55 @@ func save(path string, f *File, wrap func(io.Writer) io.Writer) (err error) {
 	}
 	md[MetaFormat] = FormatName
 	md[MetaFormatVersion] = strconv.Itoa(FormatVersion)
-	md[MetaChecksum] = checksumString(dataChecksum(f.Tensors))
+	md[MetaChecksum] = checksumString(0)
 	header := encodeHeader(f.Tensors, md)
-
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
+	at, err := checksumDigits(header)
+	if err != nil {
+		return fmt.Errorf("checkpoints: save %s: %w", path, err) // a bug: encodeHeader wrote it
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	sum := dataChecksum(headerChecksum(header, at), f.Tensors)
+	copy(header[at:], fmt.Sprintf("%08x", sum))
+
+	err = atomicfile.WriteFile(path, func(w io.Writer) error {
+		if opt.wrap != nil {
+			w = opt.wrap(w)
+		}
+		return writeTo(w, header, f.Tensors)
+	})
 	if err != nil {
 		return fmt.Errorf("checkpoints: save %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close() // may already be closed; the error does not matter then
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("checkpoints: save %s: %w", path, err)
-		}
-	}()
-	var w io.Writer = tmp
-	if wrap != nil {
-		w = wrap(w)
-	}
-	bw := bufio.NewWriterSize(w, 1<<20)
-	if err := writeTo(bw, header, f.Tensors); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	// The rename is done: the new file is in place even if the directory sync fails,
-	// which the error then says (the deferred cleanup finds no temporary file to remove).
-	if err := syncDir(dir); err != nil {
-		return fmt.Errorf("the new file is in place, but syncing directory %s failed, so the rename may not survive a crash: %w", dir, err)
 	}
 	return nil
 }
 
-// syncDir makes a rename in dir durable. Windows cannot open directories for sync.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
+// checksumPrefix starts the checksum's metadata entry in a header that encodeHeader
+// (or any JSON encoder) wrote. In valid JSON it can only occur as that entry: inside a
+// string its quotes would be escaped.
+const checksumPrefix = `"` + MetaChecksum + `":"crc32c:`
+
+// checksumDigits returns the offset of the checksum's 8 hex digits in the JSON header
+// raw, which must hold exactly one checksum entry.
+func checksumDigits(raw []byte) (int, error) {
+	i := bytes.Index(raw, []byte(checksumPrefix))
+	if i < 0 || bytes.Count(raw, []byte(checksumPrefix)) != 1 || len(raw) < i+len(checksumPrefix)+9 {
+		return 0, fmt.Errorf("the header does not hold exactly one %s entry", checksumPrefix)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return i + len(checksumPrefix), nil
 }
 
-// dataChecksum is the CRC-32C of the data section that tensors produce.
-func dataChecksum(tensors []Tensor) uint32 {
-	var sum uint32
+// headerChecksum is the CRC-32C of the length prefix and the JSON header raw, with the
+// 8 checksum digits at offset at read as zeros.
+func headerChecksum(raw []byte, at int) uint32 {
+	var prefix [8]byte
+	binary.LittleEndian.PutUint64(prefix[:], uint64(len(raw)))
+	sum := crc32.Update(0, castagnoli, prefix[:])
+	sum = crc32.Update(sum, castagnoli, raw[:at])
+	sum = crc32.Update(sum, castagnoli, []byte("00000000"))
+	return crc32.Update(sum, castagnoli, raw[at+8:])
+}
+
+// dataChecksum continues the CRC-32C sum over the data section that tensors produce.
+func dataChecksum(sum uint32, tensors []Tensor) uint32 {
 	var scratch []byte
 	for i := range tensors {
 		if b := tensors[i].bytes(); b != nil {
@@ -488,10 +491,17 @@ func jsonString(s string) string {
 // offsets that are out of range, overlap, leave gaps or disagree with dtype×shape, a
 // data section shorter (ErrTruncated) or longer than the header declares, an element
 // type other than F32, F64 or I64, a vggo checkpoint from a newer format version, or a
-// checksum that does not match the data (ErrChecksum). A file without a checksum
+// checksum that does not match the file (ErrChecksum: the header and data for format
+// 2, the data for format 1). It refuses F32 or F64 tensors holding NaN or ±Inf with a
+// *NonFiniteError naming them (checked after the checksum: a corrupt file is reported
+// as corrupt). A file without a checksum
 // (not written by vggo) loads without one. A missing file gives an error for which
 // errors.Is(err, fs.ErrNotExist) holds. Tensors come back in data-section order.
 func Load(path string) (*File, error) {
+	return load(path, true)
+}
+
+func load(path string, checkFinite bool) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: load: %w", err)
@@ -501,35 +511,42 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decode(fh, h, path)
+	return decode(fh, h, path, checkFinite)
 }
 
 // LoadBytes is Load for a file already in memory (b, read from path: the name used in
 // errors), with the same checks.
 func LoadBytes(b []byte, path string) (*File, error) {
+	return loadBytes(b, path, true)
+}
+
+func loadBytes(b []byte, path string, checkFinite bool) (*File, error) {
 	r := bytes.NewReader(b)
 	h, err := parseHeader(r, int64(len(b)), path)
 	if err != nil {
 		return nil, err
 	}
-	return decode(r, h, path)
+	return decode(r, h, path, checkFinite)
 }
 
 // decode reads and checks the tensors that h describes from ra.
-func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
+func decode(ra io.ReaderAt, h *header, path string, checkFinite bool) (*File, error) {
 	for _, e := range h.entries {
 		if !e.dtype.supported() {
 			return nil, &FormatError{Path: path, Reason: fmt.Sprintf("tensor %q has dtype %s, which vggo does not read (convert it to float32 before saving, e.g. tensor.float() in PyTorch)", e.name, e.dtype)}
 		}
 	}
-	want, hasSum, err := h.checksum(path)
+	ck, err := h.checksum(path)
 	if err != nil {
 		return nil, err
+	}
+	var sum uint32
+	if ck.header {
+		sum = headerChecksum(h.raw, ck.at)
 	}
 
 	f := &File{Tensors: make([]Tensor, len(h.entries)), Metadata: h.metadata}
 	r := bufio.NewReaderSize(io.NewSectionReader(ra, h.dataStart, int64(h.dataLen)), 1<<20)
-	var sum uint32
 	var scratch []byte
 	for i, e := range h.entries {
 		t := Tensor{Name: e.name, DType: e.dtype, Shape: e.shape}
@@ -557,10 +574,21 @@ func decode(ra io.ReaderAt, h *header, path string) (*File, error) {
 		}
 		f.Tensors[i] = t
 	}
-	if hasSum && sum != want {
+	if ck.present && sum != ck.want {
+		what := "the data hashes"
+		if ck.header {
+			what = "the header and data hash"
+		}
 		return nil, &FormatError{Path: path, Err: ErrChecksum, Reason: fmt.Sprintf(
-			"checksum mismatch: the header records %s, the data hashes to %s (the file was corrupted on disk or in transfer; use another checkpoint)",
-			checksumString(want), checksumString(sum))}
+			"checksum mismatch: the header records %s, %s to %s (the file was corrupted on disk or in transfer; use another checkpoint)",
+			checksumString(ck.want), what, checksumString(sum))}
+	}
+	if checkFinite {
+		if err := CheckFinite(f.Tensors); err != nil {
+			nf := err.(*NonFiniteError)
+			nf.Op, nf.Path = "load", path
+			return nil, nf
+		}
 	}
 	return f, nil
 }
@@ -631,7 +659,7 @@ func Inspect(path string) (*Header, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, _, err := h.checksum(path); err != nil {
+	if _, err := h.checksum(path); err != nil {
 		return nil, err
 	}
 	out := &Header{Specs: make([]Spec, len(h.entries)), Metadata: h.metadata}

@@ -84,32 +84,35 @@ func rawBytes(t *Tensor) []byte {
 	return out
 }
 
+// saveRaw saves f even if it holds NaN or Inf (sampleFile's bit patterns).
+func saveRaw(path string, f *File) error { return save(path, f, saveOptions{allowNonFinite: true}) }
+
 func TestRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := f.Metadata[MetaChecksum]; ok {
 		t.Error("Save modified the caller's metadata")
 	}
-	got, err := Load(path)
+	got, err := load(path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	equalFiles(t, got, f)
 	raw, _ := os.ReadFile(path)
-	fromBytes, err := LoadBytes(raw, path)
+	fromBytes, err := loadBytes(raw, path, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	equalFiles(t, fromBytes, f)
-	if got.Metadata[MetaFormat] != FormatName || got.Metadata[MetaFormatVersion] != "1" || !strings.HasPrefix(got.Metadata[MetaChecksum], "crc32c:") {
+	if got.Metadata[MetaFormat] != FormatName || got.Metadata[MetaFormatVersion] != "2" || !strings.HasPrefix(got.Metadata[MetaChecksum], "crc32c:") {
 		t.Errorf("format metadata: got %v", got.Metadata)
 	}
 	// A loaded file saves again (its stale checksum is replaced) to identical bytes.
 	path2 := filepath.Join(t.TempDir(), "y.safetensors")
-	if err := Save(path2, got); err != nil {
+	if err := saveRaw(path2, got); err != nil {
 		t.Fatal(err)
 	}
 	b1, _ := os.ReadFile(path)
@@ -126,7 +129,7 @@ func TestRoundTrip(t *testing.T) {
 func TestHeaderLayout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -151,7 +154,9 @@ func TestHeaderLayout(t *testing.T) {
 		t.Fatalf("__metadata__ is not a string map: %v", err)
 	}
 	data := raw[8+n:]
-	if want := fmt.Sprintf("crc32c:%08x", crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))); md["checksum"] != want {
+	// The checksum covers the whole file, its own digits read as zeros.
+	zeroed := bytes.Replace(raw, []byte(`"checksum":"`+md["checksum"]+`"`), []byte(`"checksum":"crc32c:00000000"`), 1)
+	if want := fmt.Sprintf("crc32c:%08x", crc32.Checksum(zeroed, crc32.MakeTable(crc32.Castagnoli))); md["checksum"] != want {
 		t.Errorf("checksum: got %q, want %q", md["checksum"], want)
 	}
 	// Offsets are contiguous from 0 in tensor order and cover the data section.
@@ -289,7 +294,7 @@ func writeBlob(t *testing.T, b []byte) string {
 
 func TestLoadTruncated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
-	if err := Save(path, sampleFile()); err != nil {
+	if err := saveRaw(path, sampleFile()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -310,7 +315,7 @@ func TestLoadTruncated(t *testing.T) {
 
 func TestLoadChecksum(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
-	if err := Save(path, sampleFile()); err != nil {
+	if err := saveRaw(path, sampleFile()); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := os.ReadFile(path)
@@ -328,6 +333,102 @@ func TestLoadChecksum(t *testing.T) {
 	bad[len(raw)-1] ^= 1
 	if _, err := Inspect(writeBlob(t, bad)); err != nil {
 		t.Errorf("Inspect: %v", err)
+	}
+}
+
+// finiteFile is a small checkpoint with finite values and a config in its metadata.
+func finiteFile() *File {
+	return &File{
+		Tensors: []Tensor{
+			{Name: "encoder.0.weight", Shape: []int{2, 3}, Data: []float32{1, -2, 3.5, 0, 1e-3, -7}},
+			{Name: "optim.encoder.0.weight.m", Shape: []int{2, 3}, Data: []float32{0.5, 0.25, 0, 0, -1, 2}},
+			{Name: "optim.step", DType: I64, Shape: []int{}, I64: []int64{42}},
+		},
+		Metadata: map[string]string{"vggo.config": `{"model":"vgg16-segnet","lr":0.01}`, "epoch": "3"},
+	}
+}
+
+func TestLoadHeaderCorruption(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := Save(path, finiteFile()); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	n := int(binary.LittleEndian.Uint64(raw))
+	// The probe's cases: a flip inside the stored config, in an optimizer tensor's
+	// name, in the data. Each still parses, so only the checksum can refuse them.
+	for _, c := range []struct{ name, find, flipped string }{
+		{"config", `vgg16-segnet`, `vgg16-segnes`},
+		{"tensor name", `"optim.encoder.0.weight.m"`, `"optim.encoder.1.weight.m"`},
+		{"epoch", `"epoch":"3"`, `"epoch":"7"`},
+		{"shape", `"shape":[2,3]`, `"shape":[3,2]`},
+	} {
+		bad := bytes.Replace(raw, []byte(c.find), []byte(c.flipped), 1)
+		if bytes.Equal(bad, raw) {
+			t.Fatalf("%s: %q not found in the header", c.name, c.find)
+		}
+		p := writeBlob(t, bad)
+		_, err := Load(p)
+		var fe *FormatError
+		if !errors.As(err, &fe) || !errors.Is(err, ErrChecksum) || fe.Path != p || !strings.Contains(err.Error(), "the header and data hash to") {
+			t.Errorf("flip in the %s: got %v, want ErrChecksum naming the file", c.name, err)
+		}
+		if _, err := LoadBytes(bad, "rank0:x"); !errors.Is(err, ErrChecksum) {
+			t.Errorf("LoadBytes, flip in the %s: got %v, want ErrChecksum", c.name, err)
+		}
+	}
+	// Every single-bit flip anywhere in the length prefix, the header or the data is
+	// refused with a *FormatError naming the file (by the checksum, or earlier by the
+	// parser). A few bits per byte keep the test fast.
+	p := filepath.Join(t.TempDir(), "flip.safetensors")
+	for at := range raw {
+		for _, bit := range []byte{0x01, 0x20, 0x80} {
+			bad := slices.Clone(raw)
+			bad[at] ^= bit
+			os.WriteFile(p, bad, 0o644)
+			_, err := Load(p)
+			var fe *FormatError
+			if !errors.As(err, &fe) || fe.Path != p {
+				where := "data"
+				if at < 8+n {
+					where = fmt.Sprintf("header %q", raw[max(at-10, 0):min(at+10, 8+n)])
+				}
+				t.Fatalf("flip 0x%02x at byte %d (%s): got %v, want a *FormatError naming the file", bit, at, where, err)
+			}
+		}
+	}
+}
+
+func TestLoadFormatVersion1(t *testing.T) {
+	// testdata/v1.safetensors was written by the format-1 code (checksum over the
+	// data section only); it must keep loading.
+	const path = "testdata/v1.safetensors"
+	f, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Metadata[MetaFormatVersion] != "1" || f.Metadata["vggo.config"] != `{"model":"vgg11","lr":0.01}` {
+		t.Errorf("metadata: %v", f.Metadata)
+	}
+	w, _ := f.Tensor("features.0.weight")
+	s, _ := f.Tensor("optim.step")
+	if w == nil || !slices.Equal(w.Data, []float32{1, -2, 3.5, 0, 1e-3, -7}) || s == nil || s.I64[0] != 42 {
+		t.Errorf("tensors: %v", f.Specs())
+	}
+	// Its data is still verified.
+	raw, _ := os.ReadFile(path)
+	bad := slices.Clone(raw)
+	bad[len(bad)-3] ^= 0x04
+	if _, err := Load(writeBlob(t, bad)); !errors.Is(err, ErrChecksum) || !strings.Contains(err.Error(), "the data hashes to") {
+		t.Errorf("data flip in a format-1 file: got %v, want ErrChecksum", err)
+	}
+	// Saved again, it becomes format 2.
+	out := filepath.Join(t.TempDir(), "v2.safetensors")
+	if err := Save(out, f); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := Load(out); err != nil || g.Metadata[MetaFormatVersion] != "2" {
+		t.Errorf("re-saved: %v, %v", g.Metadata, err)
 	}
 }
 
@@ -364,7 +465,7 @@ func TestLoadCorrupt(t *testing.T) {
 		{"out of range", blob(`{"w":{"dtype":"F32","shape":[25],"data_offsets":[0,100]}}`, 0, d8), "cut short"},
 		{"vggo without checksum", vggo(`"format":"vggo-checkpoint","format_version":"1"`), "without a crc32c checksum"},
 		{"vggo malformed checksum", vggo(`"format":"vggo-checkpoint","format_version":"1","checksum":"crc32c:xyz"`), "malformed checksum"},
-		{"vggo newer version", vggo(`"format":"vggo-checkpoint","format_version":"2","checksum":"crc32c:00000000"`), "upgrade vggo"},
+		{"vggo newer version", vggo(`"format":"vggo-checkpoint","format_version":"3","checksum":"crc32c:00000000"`), "upgrade vggo"},
 		{"vggo bad version", vggo(`"format":"vggo-checkpoint","format_version":"one"`), "not a positive integer"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -392,7 +493,7 @@ func TestLoadNotAFile(t *testing.T) {
 func TestInspect(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "x.safetensors")
 	f := sampleFile()
-	if err := Save(path, f); err != nil {
+	if err := saveRaw(path, f); err != nil {
 		t.Fatal(err)
 	}
 	h, err := Inspect(path)
@@ -456,7 +557,7 @@ func TestSaveAtomic(t *testing.T) {
 	before, _ := os.ReadFile(path)
 	big := &File{Tensors: []Tensor{{Name: "w", Shape: []int{3000}, Data: make([]float32, 3000)}}}
 	for _, left := range []int{0, 3, 8, 20, 5000, 12000} {
-		err := save(path, big, func(w io.Writer) io.Writer { return &failWriter{w: w, left: left} })
+		err := save(path, big, saveOptions{wrap: func(w io.Writer) io.Writer { return &failWriter{w: w, left: left} }})
 		if !errors.Is(err, errInjected) || !strings.Contains(err.Error(), path) {
 			t.Errorf("fail after %d bytes: got %v, want the injected error naming the file", left, err)
 		}

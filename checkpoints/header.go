@@ -32,8 +32,8 @@ var (
 	// interrupted copy or download, or a file written by something less careful than
 	// Save.
 	ErrTruncated = errors.New("checkpoints: file truncated")
-	// ErrChecksum marks a file whose data section does not hash to the checksum in
-	// its metadata.
+	// ErrChecksum marks a file that does not hash to the checksum in its metadata
+	// (header and data since format 2, data only in format 1).
 	ErrChecksum = errors.New("checkpoints: checksum mismatch")
 )
 
@@ -48,6 +48,7 @@ type entry struct {
 // header is a parsed and validated header.
 type header struct {
 	entries   []entry // sorted by data offset
+	raw       []byte  // the JSON header as read
 	metadata  map[string]string
 	dataStart int64  // file offset of the data section
 	dataLen   uint64 // declared (and actual) length of the data section
@@ -92,7 +93,7 @@ func parseHeader(ra io.ReaderAt, size int64, path string) (*header, error) {
 	if _, err := io.ReadFull(fh, raw); err != nil {
 		return nil, fmt.Errorf("checkpoints: read %s: %w", path, err)
 	}
-	h := &header{dataStart: 8 + int64(n), metadata: map[string]string{}}
+	h := &header{dataStart: 8 + int64(n), metadata: map[string]string{}, raw: raw}
 	if err := h.parse(raw); err != nil {
 		return nil, bad("invalid header: %v", err)
 	}
@@ -234,34 +235,59 @@ func (h *header) parse(raw []byte) error {
 	return nil
 }
 
+// checksumSpec is what a file's checksum covers.
+type checksumSpec struct {
+	present bool   // a checksum to verify
+	want    uint32 // the recorded value
+	header  bool   // format_version >= 2: the header is covered too
+	at      int    // then: offset of the 8 digits in the raw header
+}
+
 // checksum returns the checksum recorded in the metadata, if any. A vggo checkpoint
 // must carry a well-formed one and a supported format version; a foreign file may
-// carry none (or a "checksum" of a form vggo does not know, which is ignored).
-func (h *header) checksum(path string) (sum uint32, ok bool, err error) {
+// carry none (or a "checksum" of a form vggo does not know, which is ignored). A
+// checksum with format_version 2 or more covers the header, whatever the "format"
+// says (so that a flip in that value is caught by the checksum, not taken for a
+// foreign file); version 1 covers the data section only.
+func (h *header) checksum(path string) (checksumSpec, error) {
 	bad := func(format string, args ...any) error {
 		return &FormatError{Path: path, Reason: fmt.Sprintf(format, args...)}
 	}
 	ours := h.metadata[MetaFormat] == FormatName
-	if ours {
-		v, err := strconv.Atoi(h.metadata[MetaFormatVersion])
-		if err != nil || v < 1 {
-			return 0, false, bad("format_version %q is not a positive integer", h.metadata[MetaFormatVersion])
-		}
-		if v > FormatVersion {
-			return 0, false, bad("format_version %d is newer than this vggo reads (%d); upgrade vggo", v, FormatVersion)
+	version := 0
+	if v, present := h.metadata[MetaFormatVersion]; ours || present {
+		n, err := strconv.Atoi(v)
+		switch {
+		case (err != nil || n < 1) && ours:
+			return checksumSpec{}, bad("format_version %q is not a positive integer", v)
+		case n > FormatVersion && ours:
+			return checksumSpec{}, bad("format_version %d is newer than this vggo reads (%d); upgrade vggo", n, FormatVersion)
+		case err == nil:
+			version = n
 		}
 	}
 	s, present := h.metadata[MetaChecksum]
 	hex, isCRC := strings.CutPrefix(s, "crc32c:")
 	if !present || !isCRC {
 		if ours {
-			return 0, false, bad("vggo checkpoint without a crc32c checksum (metadata checksum = %q)", s)
+			return checksumSpec{}, bad("vggo checkpoint without a crc32c checksum (metadata checksum = %q)", s)
 		}
-		return 0, false, nil
+		return checksumSpec{}, nil
 	}
 	v, err := strconv.ParseUint(hex, 16, 32)
 	if err != nil || len(hex) != 8 {
-		return 0, false, bad("malformed checksum %q (want crc32c: and 8 hex digits)", s)
+		return checksumSpec{}, bad("malformed checksum %q (want crc32c: and 8 hex digits)", s)
 	}
-	return uint32(v), true, nil
+	ck := checksumSpec{present: true, want: uint32(v)}
+	if version >= 2 {
+		if hex != fmt.Sprintf("%08x", v) {
+			return checksumSpec{}, bad("malformed checksum %q (want crc32c: and 8 lowercase hex digits)", s)
+		}
+		at, err := checksumDigits(h.raw)
+		if err != nil {
+			return checksumSpec{}, bad("%v", err)
+		}
+		ck.header, ck.at = true, at
+	}
+	return ck, nil
 }

@@ -9,8 +9,9 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
+
+	"github.com/vggo/vggo/internal/atomicfile"
 )
 
 // File names inside a run directory.
@@ -37,40 +38,36 @@ type Numbered struct {
 // Manager writes a run directory's checkpoints: last.safetensors, best.safetensors,
 // and numbered ones of which it keeps the newest Keep (by epoch, then step). It never
 // deletes last or best, nor files it did not name. It assumes it is the only writer of
-// the directory; its methods are safe for concurrent use.
+// the directory (hold LockRun's lock to make sure); its methods are safe for concurrent
+// use.
 type Manager struct {
-	dir  string
-	keep int
-	mu   sync.Mutex
+	dir     string
+	keep    int
+	removed []string
+	mu      sync.Mutex
 }
 
 // NewManager creates dir if needed and returns a Manager that keeps the newest keep
-// numbered checkpoints (keep 0: it writes none). It removes temporary files that an
-// interrupted Save left in dir.
+// numbered checkpoints (keep 0: it writes none). It removes the temporary files that
+// interrupted writes left in dir, its own and report's alike, but only those whose
+// writer is gone: temporary files carry their writer's pid and host in their name (see
+// internal/atomicfile), and a file of a live process, or of another host, is kept. So
+// a second process that opens a run directory by mistake cannot delete the file that
+// the run's owner is writing; the run lock (LockRun) is what refuses that process.
+// Removed lists the names of the files removed.
 func NewManager(dir string, keep int) (*Manager, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoints: run directory: %w", err)
 	}
-	ents, err := os.ReadDir(dir)
+	removed, err := atomicfile.Clean(dir)
 	if err != nil {
-		return nil, fmt.Errorf("checkpoints: run directory: %w", err)
+		return nil, fmt.Errorf("checkpoints: removing stale temporary files: %w", err)
 	}
-	for _, e := range ents {
-		if isTempName(e.Name()) && e.Type().IsRegular() {
-			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
-				return nil, fmt.Errorf("checkpoints: removing a stale temporary file: %w", err)
-			}
-		}
-	}
-	return &Manager{dir: dir, keep: keep}, nil
+	return &Manager{dir: dir, keep: keep, removed: removed}, nil
 }
 
-// isTempName reports whether name is one of Save's temporary files for a .safetensors
-// target.
-func isTempName(name string) bool {
-	i := strings.LastIndex(name, ".safetensors.tmp-")
-	return strings.HasPrefix(name, ".") && i > 0
-}
+// Removed returns the base names of the stale temporary files that NewManager removed.
+func (m *Manager) Removed() []string { return slices.Clone(m.removed) }
 
 // Dir is the run directory.
 func (m *Manager) Dir() string { return m.dir }

@@ -2,9 +2,15 @@ package checkpoints
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/vggo/vggo/internal/atomicfile"
+	"github.com/vggo/vggo/internal/proc"
 )
 
 func tiny(v float32) *File {
@@ -62,14 +68,45 @@ func TestManagerRetention(t *testing.T) {
 
 func TestManagerKeepNoneAndStaleTemps(t *testing.T) {
 	dir := t.TempDir()
-	stale := filepath.Join(dir, ".last.safetensors.tmp-12345")
-	os.WriteFile(stale, []byte("partial"), 0o644)
+	if runtime.GOOS == "windows" {
+		t.Skip("needs the sleep command")
+	}
+	// A live writer: another process, as a second vggo in the same directory would be.
+	live := exec.Command("sleep", "60")
+	if err := live.Start(); err != nil {
+		t.Skip(err)
+	}
+	defer live.Process.Kill()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip(err)
+	}
+	here := proc.HostTag(proc.Hostname())
+	liveTmp := atomicfile.TempName("last.safetensors", live.Process.Pid, here, "a")
+	deadCkpt := atomicfile.TempName("last.safetensors", dead.Process.Pid, here, "b")
+	deadBest := atomicfile.TempName("best.json", dead.Process.Pid, here, "c")
+	legacy := ".last.safetensors.tmp-12345"
+	for _, name := range []string{liveTmp, deadCkpt, deadBest, legacy} {
+		os.WriteFile(filepath.Join(dir, name), []byte("partial"), 0o644)
+	}
+	old := time.Now().Add(-2 * atomicfile.LegacyAge)
+	os.Chtimes(filepath.Join(dir, legacy), old, old)
+
 	m, err := NewManager(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(stale); !os.IsNotExist(err) {
-		t.Errorf("stale temporary file survived NewManager: %v", err)
+	if got, want := m.Removed(), []string{legacy, deadBest, deadCkpt}; !slices.Equal(sorted(got), sorted(want)) {
+		t.Errorf("removed %v, want %v", got, want)
+	}
+	if names := dirNames(t, dir); !slices.Equal(names, []string{liveTmp}) {
+		t.Errorf("directory holds %v, want only the live writer's %s", names, liveTmp)
+	}
+	// Once its writer is gone, a second manager removes it.
+	live.Process.Kill()
+	live.Wait()
+	if m2, err := NewManager(dir, 0); err != nil || !slices.Equal(m2.Removed(), []string{liveTmp}) {
+		t.Errorf("after the writer died: removed %v, %v", m2.Removed(), err)
 	}
 	for i := range 4 {
 		if _, err := m.SaveNumbered(tiny(0), i, i*10); err != nil {
@@ -86,4 +123,10 @@ func TestManagerKeepNoneAndStaleTemps(t *testing.T) {
 	if _, err := m.SaveNumbered(tiny(0), -1, 0); err == nil {
 		t.Error("negative epoch accepted")
 	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
 }

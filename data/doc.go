@@ -7,8 +7,11 @@
 // use). OpenVOC reads ROOT/JPEGImages/<id>.jpg, ROOT/<mask dir>/<id>.png and
 // ROOT/ImageSets/Segmentation/<split>.txt, where ROOT may be VOC2012 itself,
 // VOCdevkit or the folder holding VOCdevkit; OpenFolder reads
-// ROOT/{train,val}/<class>/*.{jpg,jpeg,png}. Subset and Exclude derive datasets
-// (Exclude with Report.BadIDs skips bad samples).
+// ROOT/{train,val}/<class>/*.{jpg,jpeg,png} (following symbolic links; a class
+// without images is listed by Folder.EmptyClasses). Subset and Exclude derive
+// datasets (Exclude with Report.BadIDs skips bad samples). Sample ids and class
+// names are escaped by EscapeName (invalid UTF-8 bytes as \xNN), so they survive
+// JSON unchanged; sample paths keep the raw file names.
 //
 // Images are JPEG or PNG, decoded to opaque RGB (*image.RGBA): grayscale, CMYK,
 // palette and 16-bit images are converted and alpha is dropped. Masks are PNGs

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -17,17 +18,24 @@ import (
 //	ROOT/val/<class>/*.{jpg,jpeg,png}
 //
 // The classes are the sorted folder names of ROOT/train, in every split, so that
-// a class has the same index in train and val.
+// a class has the same index in train and val. Symbolic links to folders and to
+// images are followed.
+//
+// Sample ids are "<class>/<file>" and class names are the folder names, both passed
+// through EscapeName, so that a name that is not valid UTF-8 keeps its identity in
+// JSON; sample paths keep the names' raw bytes.
 type Folder struct {
 	root    string
 	split   string
-	names   []string
+	names   []string // raw folder names
 	samples []Sample
+	empty   []string // escaped names of the classes with no image in this split
 }
 
 // OpenFolder lists the images of ROOT/<split>. Files with other extensions and
 // hidden files are skipped. A class folder of the split that is not in ROOT/train
-// is an error, and so is a split with no image.
+// is an error, and so is a split with no image. A class with no image in the split
+// is not an error (its index stays reserved); EmptyClasses lists such classes.
 func OpenFolder(root, split string) (*Folder, error) {
 	trainDir := filepath.Join(root, "train")
 	names, err := subdirs(trainDir)
@@ -47,6 +55,7 @@ func OpenFolder(root, split string) (*Folder, error) {
 		return nil, fmt.Errorf("data: split %q: %w (want ROOT/%s/<class>/*.jpg)", split, err, split)
 	}
 	f := &Folder{root: root, split: split, names: names}
+	count := make([]int, len(names))
 	for _, n := range splitNames {
 		label, ok := index[n]
 		if !ok {
@@ -59,14 +68,21 @@ func OpenFolder(root, split string) (*Folder, error) {
 		}
 		for _, e := range ents { // ReadDir sorts by name
 			name := e.Name()
-			if e.IsDir() || strings.HasPrefix(name, ".") || !isImageName(name) {
+			path := filepath.Join(dir, n, name)
+			if strings.HasPrefix(name, ".") || !isImageName(name) || isFolder(e, path) {
 				continue
 			}
 			f.samples = append(f.samples, Sample{
-				ID:        n + "/" + name,
-				ImagePath: filepath.Join(dir, n, name),
+				ID:        EscapeName(n) + "/" + EscapeName(name),
+				ImagePath: path,
 				Label:     label,
 			})
+			count[label]++
+		}
+	}
+	for i, c := range count {
+		if c == 0 {
+			f.empty = append(f.empty, EscapeName(names[i]))
 		}
 	}
 	if len(f.samples) == 0 {
@@ -83,7 +99,18 @@ func isImageName(name string) bool {
 	return false
 }
 
-// subdirs returns the sorted names of dir's non-hidden subfolders.
+// isFolder reports whether the entry at path is a folder, following a symbolic link. A
+// broken link is not a folder (as a file, it is then reported when it is read).
+func isFolder(e os.DirEntry, path string) bool {
+	if e.Type()&os.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	st, err := os.Stat(path)
+	return err == nil && st.IsDir()
+}
+
+// subdirs returns the sorted names of dir's non-hidden subfolders, symbolic links to
+// folders included.
 func subdirs(dir string) ([]string, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -95,7 +122,7 @@ func subdirs(dir string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if !strings.HasPrefix(e.Name(), ".") && isFolder(e, filepath.Join(dir, e.Name())) {
 			names = append(names, e.Name())
 		}
 	}
@@ -118,8 +145,20 @@ func (f *Folder) Sample(i int) Sample { return f.samples[i] }
 // Task returns Classification.
 func (f *Folder) Task() label.Task { return label.Classification }
 
-// ClassNames returns the class folder names, indexed by class.
-func (f *Folder) ClassNames() []string { return append([]string(nil), f.names...) }
+// ClassNames returns the class folder names (escaped by EscapeName), indexed by class.
+func (f *Folder) ClassNames() []string {
+	out := make([]string, len(f.names))
+	for i, n := range f.names {
+		out[i] = EscapeName(n)
+	}
+	return out
+}
+
+// EmptyClasses returns the names (as ClassNames gives them) of the classes that have
+// no image in this split, in class order: their folder is empty, holds no image, or
+// is absent from the split. The library does not print; a trainer should warn, e.g.
+// "warning: class eel has no image in ROOT/train: the model never learns it".
+func (f *Folder) EmptyClasses() []string { return slices.Clone(f.empty) }
 
 // Load reads the i-th image.
 func (f *Folder) Load(i int) (Example, error) {

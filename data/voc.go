@@ -91,7 +91,7 @@ func OpenVOC(root, split string, opts VOCOptions) (*VOC, error) {
 	v := &VOC{root: dir, split: split, classes: opts.Classes, names: names, samples: make([]Sample, len(ids))}
 	for i, id := range ids {
 		v.samples[i] = Sample{
-			ID:        id,
+			ID:        EscapeName(id),
 			ImagePath: filepath.Join(dir, "JPEGImages", id+".jpg"),
 			MaskPath:  filepath.Join(maskDir, id+".png"),
 			Label:     -1,

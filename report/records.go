@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 )
@@ -226,4 +227,74 @@ func truncate(b []byte, n int) string {
 		return string(b)
 	}
 	return string(b[:n]) + "..."
+}
+
+// TruncateRecords makes the metrics file at path agree with a checkpoint that holds
+// the state at the end of epoch lastEpoch, before a resumed run appends to it. It
+// keeps the records with Epoch <= lastEpoch, one per epoch (the last written: an
+// earlier run may have repeated epochs), in file order, and drops the rest: records
+// that a run appended after its last checkpoint and before it was killed, which the
+// resumed run is about to write again, and a torn last line. Kept lines are copied
+// byte for byte. The file is rewritten atomically, and only when something is
+// dropped; a missing file is left missing. dropped counts the records removed (a torn
+// line is not counted). A malformed line other than a torn last one is a *LineError,
+// and the file is left as it was.
+func TruncateRecords(path string, lastEpoch int) (dropped int, err error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("report: %w", err)
+	}
+	type kept struct{ line []byte }
+	var keep []kept
+	last := map[int]int{} // epoch -> index in keep of its latest record
+	torn := false
+	lines := bytes.Split(data, []byte{'\n'})
+	for i, raw := range lines {
+		line := bytes.TrimSpace(raw)
+		if len(line) == 0 {
+			continue
+		}
+		r, err := parseRecord(line)
+		if err != nil {
+			if i == len(lines)-1 { // unterminated final line: a torn write
+				torn = true
+				break
+			}
+			return 0, &LineError{Path: path, Line: i + 1, Err: err}
+		}
+		if r.Epoch > lastEpoch {
+			dropped++
+			continue
+		}
+		if j, ok := last[r.Epoch]; ok {
+			keep[j].line = nil // superseded by this one
+			dropped++
+		}
+		last[r.Epoch] = len(keep)
+		keep = append(keep, kept{line: line})
+	}
+	if dropped == 0 && !torn {
+		return 0, nil
+	}
+	err = WriteFileAtomic(path, func(w io.Writer) error {
+		for _, k := range keep {
+			if k.line == nil {
+				continue
+			}
+			if _, err := w.Write(k.line); err != nil {
+				return err
+			}
+			if _, err := w.Write([]byte{'\n'}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("report: rewrite %s: %w", path, err)
+	}
+	return dropped, nil
 }

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -256,5 +257,92 @@ func TestBestErrors(t *testing.T) {
 	}
 	if _, err := ReadBest(bad); err == nil || !strings.Contains(err.Error(), "report: "+bad+": malformed") {
 		t.Errorf("ReadBest of a malformed file: got %v, want an error naming it", err)
+	}
+}
+
+func TestTruncateRecords(t *testing.T) {
+	line := func(r EpochRecord) string {
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b) + "\n"
+	}
+	r1, r2, r3 := line(segRecord(1)), line(segRecord(2)), line(segRecord(3))
+	r2b := line(EpochRecord{Epoch: 2, Step: 366, LR: 0.5}) // epoch 2 again, after a resume
+	for _, c := range []struct {
+		name      string
+		file      string
+		lastEpoch int
+		want      string
+		dropped   int
+	}{
+		{"killed after the record, before the checkpoint", r1 + r2 + r3, 2, r1 + r2, 1},
+		{"consistent already", r1 + r2, 2, r1 + r2, 0},
+		{"torn last line", r1 + r2 + `{"epoch":3,"st`, 2, r1 + r2, 0},
+		{"torn line and a record to drop", r1 + r3 + `{"epo`, 1, r1, 1},
+		{"repeated epoch: the last one stays", r1 + r2 + r2b + r3, 3, r1 + r2b + r3, 1},
+		{"no epoch kept", r1 + r2, 0, "", 2},
+		{"blank lines", r1 + "\n" + r2 + "\n", 1, r1, 1},
+		{"empty", "", 3, "", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), MetricsFile)
+			os.WriteFile(path, []byte(c.file), 0o644)
+			dropped, err := TruncateRecords(path, c.lastEpoch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := os.ReadFile(path)
+			if string(got) != c.want || dropped != c.dropped {
+				t.Errorf("got %d dropped and\n%s\nwant %d and\n%s", dropped, got, c.dropped, c.want)
+			}
+			if names, _ := os.ReadDir(filepath.Dir(path)); len(names) != 1 {
+				t.Errorf("left %d files, want only %s", len(names), MetricsFile)
+			}
+		})
+	}
+
+	// The issue's sequence: epoch 3's record is appended, the process is killed before
+	// the epoch-3 checkpoint, the run resumes from epoch 2 and writes epoch 3 again.
+	path := filepath.Join(t.TempDir(), MetricsFile)
+	for e := 1; e <= 3; e++ {
+		if err := AppendRecord(path, segRecord(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := TruncateRecords(path, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := AppendRecord(path, segRecord(3)); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := ReadRecords(path)
+	if err != nil || len(recs) != 3 || recs[0].Epoch != 1 || recs[1].Epoch != 2 || recs[2].Epoch != 3 {
+		t.Errorf("after resume: got %+v, %v; want epochs 1, 2, 3 once each", recs, err)
+	}
+}
+
+func TestTruncateRecordsErrors(t *testing.T) {
+	dir := t.TempDir()
+	if n, err := TruncateRecords(filepath.Join(dir, "missing.jsonl"), 3); n != 0 || err != nil {
+		t.Errorf("missing file: got %d, %v; want nothing done", n, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "missing.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file was created: %v", err)
+	}
+	path := filepath.Join(dir, MetricsFile)
+	bad := `{"epoch":1}` + "\nnot json\n" + `{"epoch":2}` + "\n"
+	os.WriteFile(path, []byte(bad), 0o644)
+	_, err := TruncateRecords(path, 1)
+	var le *LineError
+	if !errors.As(err, &le) || le.Line != 2 || le.Path != path {
+		t.Errorf("malformed line: got %v, want a *LineError for line 2", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != bad {
+		t.Errorf("a malformed file was rewritten: %q", got)
+	}
+	if _, err := TruncateRecords(dir, 1); err == nil {
+		t.Error("a directory: no error")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -250,7 +251,7 @@ func TestSaveRefusesNonFinite(t *testing.T) {
 	p := tr.model.Param("encoder.1.running_var")
 	p.Data[0], p.Data[3] = float32(math.NaN()), float32(math.Inf(1))
 	err = tr.saveLast()
-	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "encoder.1.running_var (2)") ||
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "encoder.1.running_var has 2 non-finite values") ||
 		!strings.Contains(err.Error(), "the last good checkpoint is "+path) {
 		t.Fatalf("saving NaN state: %v", err)
 	}
@@ -282,5 +283,29 @@ func TestResumeDropsRecordsPastTheCheckpoint(t *testing.T) {
 	recs := records(t, cfg.Out)
 	if len(recs) != 2 || recs[0].Epoch != 1 || recs[1].Epoch != 2 || recs[1].Step == 99 {
 		t.Errorf("records %+v: want epochs 1 and 2, the stale epoch 2 gone", recs)
+	}
+}
+
+func TestEmptyClassWarns(t *testing.T) {
+	root := writeFolderData(t, 2, 4, 32)
+	for _, split := range []string{"train", "val"} {
+		if err := os.MkdirAll(filepath.Join(root, split, "class9"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log strings.Builder
+	_, err := New(Config{
+		Model:  graphs.Config{Arch: "vgg11", Mult: 0.0625},
+		Data:   DataConfig{Root: root, Kind: "folder", TrainSplit: "train", ValSplit: "val", Augment: "none", Workers: 1},
+		Epochs: 1, Batch: 4, CropH: 32, CropW: 32,
+		Optimizer: DefaultOptimizerConfig("sgd"), Schedule: Schedule{Kind: "constant", BaseLR: 0.01},
+		Seed: 1, Out: t.TempDir(), EvalEvery: 1,
+	}, Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "warning: class class9 has no image in " + filepath.Join(root, "train", "class9")
+	if !strings.Contains(log.String(), want) {
+		t.Errorf("log %q lacks %q", log.String(), want)
 	}
 }

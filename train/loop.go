@@ -50,6 +50,7 @@ type Trainer struct {
 	eval  *Evaluator
 	ema   *EMA                 // with --ema
 	ckpt  *checkpoints.Manager // rank 0 only
+	lock  *checkpoints.RunLock // rank 0 only
 	hooks []Hook
 	state Progress
 	stop  string // set by Stop: the run ends after the current hook point
@@ -104,7 +105,7 @@ func (t *Trainer) Log() io.Writer {
 // cancelled (SIGINT, SIGTERM, SIGHUP) it finishes the current step, saves the checkpoint
 // and returns an error wrapping ErrInterrupted and context.Cause(ctx).
 func (t *Trainer) Run(ctx context.Context) (*Result, error) {
-	defer t.eval.Close()
+	defer t.Close()
 	sort.SliceStable(t.hooks, func(i, j int) bool { return t.hooks[i].Priority < t.hooks[j].Priority })
 	ev := &Event{Ctx: ctx}
 	if err := t.fire(AtStart, ev); err != nil {

@@ -2,9 +2,7 @@ package train
 
 import (
 	"fmt"
-	"math"
 	"path/filepath"
-	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/label"
@@ -42,7 +40,7 @@ func (t *Trainer) writeCheckpoint(save func(*checkpoints.File) error) error {
 	if err != nil {
 		return err
 	}
-	if err := nonFinite(f.Tensors); err != nil {
+	if err := checkpoints.CheckFinite(f.Tensors); err != nil {
 		s := t.state
 		return fmt.Errorf("train: %w at epoch %d step %d (global step %d): %v; not saved; %s; try a lower --lr, a warm-up or --clip-grad-norm",
 			ErrNonFinite, s.Epoch+boolInt(s.EpochStep > 0), s.EpochStep, s.GlobalStep, err, t.lastGood())
@@ -55,31 +53,6 @@ func (t *Trainer) writeCheckpoint(save func(*checkpoints.File) error) error {
 		defer l.Unlock()
 	}
 	return save(f)
-}
-
-// nonFinite lists the tensors holding NaN or infinite values, with their counts.
-func nonFinite(ts []checkpoints.Tensor) error {
-	var bad []string
-	total := 0
-	for _, tn := range ts {
-		n := 0
-		for _, v := range tn.Data {
-			if f := float64(v); math.IsNaN(f) || math.IsInf(f, 0) {
-				n++
-			}
-		}
-		if n > 0 {
-			total += n
-			bad = append(bad, fmt.Sprintf("%s (%d)", tn.Name, n))
-		}
-	}
-	if total == 0 {
-		return nil
-	}
-	if len(bad) > 5 {
-		bad = append(bad[:5], fmt.Sprintf("and %d more tensors", len(bad)-5))
-	}
-	return fmt.Errorf("%d non-finite values in %s", total, strings.Join(bad, ", "))
 }
 
 // evaluateHook evaluates the model (its EMA weights, with --ema) when an evaluation is

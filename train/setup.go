@@ -28,9 +28,12 @@ func New(cfg Config, opt Options) (*Trainer, error) {
 	t := newTrainer(cfg, opt)
 	var err error
 	if t.root() {
-		err = newRunDir(cfg.Out)
+		if err = t.lockRun(cfg.Out); err == nil {
+			err = newRunDir(cfg.Out)
+		}
 	}
 	if err := t.collective(err); err != nil {
+		t.Close()
 		return nil, err
 	}
 	if err := t.collective(t.setup()); err != nil {
@@ -91,12 +94,22 @@ type Overrides struct {
 // Resume continues the run in dir from its last checkpoint.
 func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	path := filepath.Join(dir, checkpoints.LastName)
-	comm := opt.Comm
-	if comm == nil {
-		comm = distributed.Single()
+	lt := newTrainer(Config{}, opt) // for the lock and the collectives, before the config is known
+	var err error
+	if lt.root() {
+		if _, err = os.Stat(dir); err != nil { // (LockRun would create it)
+			err = fmt.Errorf("train: nothing to resume in %s: %w", dir, err)
+		} else {
+			err = lt.lockRun(dir)
+		}
 	}
-	f, err := loadShared(comm, path)
+	if err := lt.collective(err); err != nil {
+		return nil, err
+	}
+	lk := lt.lock
+	f, err := loadShared(lt.comm, path)
 	if err != nil {
+		lt.Close()
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("train: nothing to resume in %s: no %s", dir, checkpoints.LastName)
 		}
@@ -104,22 +117,58 @@ func Resume(dir string, ov Overrides, opt Options) (*Trainer, error) {
 	}
 	var cfg Config
 	if err := json.Unmarshal([]byte(f.Metadata[MetaConfig]), &cfg); err != nil {
+		lt.Close()
 		return nil, fmt.Errorf("train: %s: no usable %s metadata (not a training checkpoint?): %v", path, MetaConfig, err)
 	}
 	cfg.Out = dir
 	ov.apply(&cfg)
 	t := newTrainer(cfg, opt)
-	if err := t.collective(t.setup()); err != nil {
+	t.lock = lk
+	if err := t.resume(f, path, ov); err != nil {
+		t.Close()
 		return nil, err
+	}
+	return t, nil
+}
+
+func (t *Trainer) resume(f *checkpoints.File, path string, ov Overrides) error {
+	if err := t.collective(t.setup()); err != nil {
+		return err
 	}
 	if err := t.restore(f, path); err != nil {
-		return nil, err
+		return err
 	}
 	t.saved.step, t.saved.pending, t.saved.good = t.state.GlobalStep, t.state.Pending != nil, path
-	if err := t.resumable(dir, ov); err != nil {
-		return nil, err
+	if err := t.resumable(t.cfg.Out, ov); err != nil {
+		return err
 	}
-	return t, t.writeConfig()
+	return t.writeConfig()
+}
+
+// lockRun takes the run directory's lock (rank 0): one process owns a run directory.
+func (t *Trainer) lockRun(dir string) error {
+	lk, err := checkpoints.LockRun(dir)
+	if err != nil {
+		return fmt.Errorf("train: %w", err)
+	}
+	if msg := lk.TakeoverMessage(); msg != "" {
+		fmt.Fprintln(t.Log(), msg)
+	}
+	t.lock = lk
+	return nil
+}
+
+// Close releases the run directory (Run does it when it returns).
+func (t *Trainer) Close() error {
+	if t.eval != nil {
+		t.eval.Close()
+	}
+	if t.lock == nil {
+		return nil
+	}
+	err := t.lock.Close()
+	t.lock = nil
+	return err
 }
 
 func (ov Overrides) apply(cfg *Config) {
@@ -157,7 +206,11 @@ func (t *Trainer) resumable(dir string, ov Overrides) error {
 	if s.Pending != nil {
 		done-- // its record is written when the resumed run ends that epoch
 	}
-	return report.TruncateRecords(filepath.Join(dir, report.MetricsFile), done)
+	dropped, err := report.TruncateRecords(filepath.Join(dir, report.MetricsFile), done)
+	if dropped > 0 {
+		fmt.Fprintf(t.Log(), "metrics.jsonl: dropped %d record(s) written after the checkpoint\n", dropped)
+	}
+	return err
 }
 
 func (t *Trainer) writeConfig() error {
@@ -180,7 +233,7 @@ func (t *Trainer) writeConfig() error {
 func (t *Trainer) setup() error {
 	cfg := &t.cfg
 	cfg.Model.Seed = cfg.Seed
-	trainDS, valDS, err := OpenData(cfg.Data, cfg.Model.Classes)
+	trainDS, valDS, err := OpenData(cfg.Data, cfg.Model.Classes, t.Log())
 	if err != nil {
 		return err
 	}
@@ -275,92 +328,4 @@ func (t *Trainer) buildStep() error {
 	}
 	s.sched = sched
 	return sched.Validate()
-}
-
-// openLoaders makes the training loader (this rank's shard of every global batch) and
-// the validation loader (this rank's share of the images).
-func (t *Trainer) openLoaders(trainDS, valDS data.Dataset, info graphs.ArchInfo) error {
-	cfg, s := &t.cfg, &t.step
-	ranks := t.comm.Size()
-	s.accum = max(cfg.Accum, 1)
-	if cfg.Batch%(ranks*s.accum) != 0 {
-		return fmt.Errorf("train: --batch %d does not split into %d equal micro-batches (%d ranks x --accum %d): use a multiple of %d", cfg.Batch, ranks*s.accum, ranks, s.accum, ranks*s.accum)
-	}
-	s.micro = cfg.Batch / (ranks * s.accum)
-	aug, _ := data.ParseAugment(cfg.Data.Augment)
-	var err error
-	t.data.train, err = data.NewLoader(trainDS,
-		data.Transform{Train: true, Augment: aug, CropH: cfg.CropH, CropW: cfg.CropW},
-		data.Config{BatchSize: cfg.Batch, Workers: cfg.Data.Workers, Seed: cfg.Seed, Shuffle: true, DropLast: true,
-			Shard: t.comm.Rank(), Shards: ranks})
-	if err != nil {
-		return err
-	}
-	if t.data.steps = t.data.train.StepsPerEpoch(); t.data.steps == 0 {
-		return fmt.Errorf("train: the %s split has %d samples, fewer than one batch of %d", cfg.Data.TrainSplit, trainDS.Len(), cfg.Batch)
-	}
-	t.data.hasVal = valDS != nil
-	if valDS != nil && ranks > 1 { // each rank scores every ranks-th image
-		var mine []int
-		for i := t.comm.Rank(); i < valDS.Len(); i += ranks {
-			mine = append(mine, i)
-		}
-		valDS = data.Subset(valDS, mine)
-	}
-	if valDS == nil || valDS.Len() == 0 {
-		return nil
-	}
-	t.data.val, err = data.NewLoader(valDS,
-		data.Transform{Stride: info.Stride, CropH: cfg.CropH, CropW: cfg.CropW},
-		data.Config{BatchSize: cfg.EvalBatch, Workers: cfg.Data.Workers, Seed: cfg.Seed})
-	return err
-}
-
-// Expected dataset layouts, added to the error when a dataset cannot be opened.
-const (
-	vocLayout = `expected a PASCAL VOC layout:
-	ROOT/JPEGImages/<id>.jpg
-	ROOT/SegmentationClass/<id>.png   (8-bit palette PNG, pixel value = class index, 255 = ignore)
-	ROOT/ImageSets/Segmentation/{train,val,trainval}.txt
-with ROOT the VOC2012 folder, VOCdevkit, or the folder holding VOCdevkit`
-	folderLayout = `expected an image-folder layout:
-	ROOT/train/<class>/*.{jpg,jpeg,png}
-	ROOT/val/<class>/*.{jpg,jpeg,png}`
-)
-
-// OpenDataset opens one split of the dataset d describes (classes: the VOC class
-// count, 0 for the default). When the files are missing, the error shows the expected
-// layout.
-func OpenDataset(d DataConfig, split string, classes int) (ds data.Dataset, err error) {
-	layout := vocLayout
-	switch d.Kind {
-	case "voc":
-		ds, err = data.OpenVOC(d.Root, split, data.VOCOptions{MaskDir: d.MaskDir, Classes: classes})
-	case "folder":
-		layout = folderLayout
-		ds, err = data.OpenFolder(d.Root, split)
-	default:
-		return nil, fmt.Errorf("train: unknown dataset kind %q (valid: voc, folder)", d.Kind)
-	}
-	if err != nil && errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w\n%s", err, layout)
-	}
-	return ds, err
-}
-
-// OpenData opens the training split (less the excluded samples) and the validation
-// split (nil when there is none).
-func OpenData(d DataConfig, classes int) (train, val data.Dataset, err error) {
-	if train, err = OpenDataset(d, d.TrainSplit, classes); err != nil {
-		return nil, nil, err
-	}
-	if len(d.Exclude) > 0 {
-		train = data.Exclude(train, d.Exclude)
-	}
-	if d.ValSplit != "" {
-		if val, err = OpenDataset(d, d.ValSplit, classes); err != nil {
-			return nil, nil, err
-		}
-	}
-	return train, val, nil
 }

@@ -58,7 +58,10 @@ func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	var saving sync.Mutex
-	go handleSignals(sigs, cancel, &saving)
+	go handleSignals(sigs, cancel, &saving, func() {
+		fmt.Fprintln(os.Stderr, "vggo: second signal: exiting now")
+		os.Exit(130)
+	})
 	os.Exit(runEnv(ctx, &env{stdout: os.Stdout, stderr: os.Stderr, saving: &saving}, os.Args[1:]))
 }
 
@@ -66,13 +69,12 @@ func main() {
 // session) into a cancelled context: training saves a checkpoint and stops. A second
 // signal ends the process at once, but never while a checkpoint is being written, so
 // that the last completed epoch stays on disk.
-func handleSignals(sigs <-chan os.Signal, cancel context.CancelCauseFunc, saving sync.Locker) {
+func handleSignals(sigs <-chan os.Signal, cancel context.CancelCauseFunc, saving sync.Locker, exit func()) {
 	sig := <-sigs
 	cancel(fmt.Errorf("%v signal received", sig))
-	sig = <-sigs
+	<-sigs
 	saving.Lock() // wait for a checkpoint being written; hold the lock until exit
-	fmt.Fprintf(os.Stderr, "vggo: second signal (%v): exiting now\n", sig)
-	os.Exit(130)
+	exit()
 }
 
 // run executes one vggo invocation and returns the process exit status: 0 on success, 1
