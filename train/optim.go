@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -98,14 +99,31 @@ func RestoreState(metadata map[string]string, tensors map[string][]float32) (Sta
 // part of the saved training configuration. Fields that do not apply to Kind must be
 // zero: NewOptimizer refuses them rather than ignoring them.
 type OptimizerConfig struct {
-	Kind        string  // "sgd", "adam" or "adamw"
-	Momentum    float64 // sgd
-	Dampening   float64 // sgd
-	Nesterov    bool    // sgd
-	Beta1       float64 // adam, adamw
-	Beta2       float64 // adam, adamw
-	Eps         float64 // adam, adamw
-	WeightDecay float64 // all: L2 added to the gradient (sgd, adam) or decoupled (adamw)
+	Kind        string  `json:"kind"`                // "sgd", "adam" or "adamw"
+	Momentum    float64 `json:"momentum,omitempty"`  // sgd
+	Dampening   float64 `json:"dampening,omitempty"` // sgd
+	Nesterov    bool    `json:"nesterov,omitempty"`  // sgd
+	Beta1       float64 `json:"beta1,omitempty"`     // adam, adamw
+	Beta2       float64 `json:"beta2,omitempty"`     // adam, adamw
+	Eps         float64 `json:"eps,omitempty"`       // adam, adamw
+	WeightDecay float64 `json:"weight_decay"`        // all: L2 added to the gradient (sgd, adam) or decoupled (adamw)
+}
+
+// UnmarshalJSON reads an optimizer configuration, also with the "WeightDecay" key of
+// configurations written before the keys were snake_case (the other old keys match
+// case-insensitively).
+func (c *OptimizerConfig) UnmarshalJSON(b []byte) error {
+	type plain OptimizerConfig
+	var v struct {
+		plain
+		WeightDecay *float64 `json:"WeightDecay"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*c = OptimizerConfig(v.plain)
+	setIf(&c.WeightDecay, v.WeightDecay)
+	return nil
 }
 
 // DefaultOptimizerConfig returns torch.optim's defaults for kind: SGD without

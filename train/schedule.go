@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 )
@@ -26,15 +27,15 @@ import (
 // eta_min=MinLR), as torchvision's reference scripts use them, in closed form; past T,
 // poly stays at 0 and cosine at MinLR (torch's cosine would climb again).
 type Schedule struct {
-	Kind         string  // "constant" (also ""), "step", "poly" or "cosine"
-	BaseLR       float64 // > 0
-	TotalSteps   int     // poly, cosine: total optimizer steps of the run, > WarmupSteps
-	WarmupSteps  int     // 0: no warm-up
-	WarmupFactor float64 // warm-up start factor in (0, 1]; 0 means 0.001
-	StepSize     int     // step: decay every StepSize steps, > 0
-	Gamma        float64 // step: decay factor > 0; 0 means 0.1
-	Power        float64 // poly: exponent > 0; 0 means 0.9
-	MinLR        float64 // cosine: final lr (eta_min) in [0, BaseLR)
+	Kind         string  `json:"kind"`                    // "constant" (also ""), "step", "poly" or "cosine"
+	BaseLR       float64 `json:"base_lr"`                 // > 0
+	TotalSteps   int     `json:"total_steps,omitempty"`   // poly, cosine: total optimizer steps of the run, > WarmupSteps
+	WarmupSteps  int     `json:"warmup_steps,omitempty"`  // 0: no warm-up
+	WarmupFactor float64 `json:"warmup_factor,omitempty"` // warm-up start factor in (0, 1]; 0 means 0.001
+	StepSize     int     `json:"step_size,omitempty"`     // step: decay every StepSize steps, > 0
+	Gamma        float64 `json:"gamma,omitempty"`         // step: decay factor > 0; 0 means 0.1
+	Power        float64 `json:"power,omitempty"`         // poly: exponent > 0; 0 means 0.9
+	MinLR        float64 `json:"min_lr,omitempty"`        // cosine: final lr (eta_min) in [0, BaseLR)
 }
 
 const (
@@ -48,6 +49,53 @@ func orDefault(v, def float64) float64 {
 		return def
 	}
 	return v
+}
+
+// Resolved returns s with the defaults of the fields its kind uses filled in (Gamma,
+// Power, WarmupFactor): the values it runs with. LR gives the same rates for both.
+func (s Schedule) Resolved() Schedule {
+	switch s.kindName() {
+	case "step":
+		s.Gamma = orDefault(s.Gamma, defaultGamma)
+	case "poly":
+		s.Power = orDefault(s.Power, defaultPower)
+	}
+	if s.WarmupSteps > 0 {
+		s.WarmupFactor = orDefault(s.WarmupFactor, defaultWarmupFactor)
+	}
+	return s
+}
+
+// UnmarshalJSON reads a schedule, also in the field names of configurations written
+// before the JSON keys were snake_case ("BaseLR", "TotalSteps", ...).
+func (s *Schedule) UnmarshalJSON(b []byte) error {
+	type plain Schedule
+	var v struct {
+		plain
+		BaseLR       *float64 `json:"BaseLR"`
+		TotalSteps   *int     `json:"TotalSteps"`
+		WarmupSteps  *int     `json:"WarmupSteps"`
+		WarmupFactor *float64 `json:"WarmupFactor"`
+		StepSize     *int     `json:"StepSize"`
+		MinLR        *float64 `json:"MinLR"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*s = Schedule(v.plain)
+	setIf(&s.BaseLR, v.BaseLR)
+	setIf(&s.TotalSteps, v.TotalSteps)
+	setIf(&s.WarmupSteps, v.WarmupSteps)
+	setIf(&s.WarmupFactor, v.WarmupFactor)
+	setIf(&s.StepSize, v.StepSize)
+	setIf(&s.MinLR, v.MinLR)
+	return nil
+}
+
+func setIf[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
 }
 
 // LR returns the learning rate for the global step (negative steps count as 0). It

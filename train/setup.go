@@ -326,6 +326,7 @@ func (t *Trainer) buildStep() error {
 	if cfg.WarmupEpochs > 0 {
 		sched.WarmupSteps = int(math.Round(cfg.WarmupEpochs * float64(steps)))
 	}
-	s.sched = sched
-	return sched.Validate()
+	s.sched = sched.Resolved()
+	cfg.Schedule = s.sched // config.json shows the schedule the run follows
+	return s.sched.Validate()
 }

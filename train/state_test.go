@@ -1,6 +1,7 @@
 package train
 
 import (
+	"encoding/json"
 	"math"
 	"reflect"
 	"testing"
@@ -47,5 +48,31 @@ func TestProgressRoundTrip(t *testing.T) {
 	}
 	if (Best{}).Beats(math.NaN()) || !(Best{}).Beats(-5) || (Best{Value: 1, Epoch: 1}).Beats(1) {
 		t.Error("Best.Beats: NaN never improves, anything beats no best, equal is not better")
+	}
+}
+
+// Configurations written before the JSON keys were snake_case still read.
+func TestConfigReadsLegacyKeys(t *testing.T) {
+	old := `{"optimizer":{"Kind":"sgd","Momentum":0.9,"Dampening":0,"Nesterov":true,"Beta1":0,"Beta2":0,"Eps":0,"WeightDecay":0.0001},
+"schedule":{"Kind":"poly","BaseLR":0.01,"TotalSteps":96,"WarmupSteps":8,"WarmupFactor":0.5,"StepSize":0,"Gamma":0,"Power":0,"MinLR":0}}`
+	var c Config
+	if err := json.Unmarshal([]byte(old), &c); err != nil {
+		t.Fatal(err)
+	}
+	wantO := OptimizerConfig{Kind: "sgd", Momentum: 0.9, Nesterov: true, WeightDecay: 1e-4}
+	wantS := Schedule{Kind: "poly", BaseLR: 0.01, TotalSteps: 96, WarmupSteps: 8, WarmupFactor: 0.5}
+	if c.Optimizer != wantO || c.Schedule != wantS {
+		t.Errorf("got %+v %+v, want %+v %+v", c.Optimizer, c.Schedule, wantO, wantS)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil || back.Optimizer != wantO || back.Schedule != wantS {
+		t.Errorf("round trip of %s: %+v %+v, %v", b, back.Optimizer, back.Schedule, err)
+	}
+	if r := wantS.Resolved(); r.Power != 0.9 || r.LR(50) != wantS.LR(50) {
+		t.Errorf("Resolved: power %v, lr %v vs %v", r.Power, r.LR(50), wantS.LR(50))
 	}
 }
