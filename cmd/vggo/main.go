@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/vggo/vggo/train"
 )
 
 // command is one subcommand, in the manner of cmd/go.
@@ -50,6 +52,7 @@ func commands() []*command {
 		exportCmd(),
 		reportCmd(),
 		benchCmd(),
+		versionCmd(),
 	}
 }
 
@@ -88,7 +91,7 @@ func runEnv(ctx context.Context, e *env, args []string) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		if len(args) > 1 {
 			if c := find(args[1]); c != nil {
-				printCommandHelp(stdout, c)
+				_ = c.run(ctx, &env{stdout: stdout, stderr: stderr}, []string{"-h"})
 				return 0
 			}
 			fmt.Fprintf(stderr, "vggo help: unknown command %q\n", args[1])
@@ -115,8 +118,17 @@ func runEnv(ctx context.Context, e *env, args []string) int {
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "vggo %s: %s\nusage: vggo %s %s\nRun 'vggo %s -h' for details.\n", c.name, ue.msg, c.name, c.usage, c.name)
 		return 2
+	case errors.Is(err, train.ErrInterrupted):
+		return 130 // a clean stop on request: the trainer has said where it stopped and how to resume
+	case ctx.Err() != nil && errors.Is(err, context.Cause(ctx)):
+		fmt.Fprintf(stderr, "vggo %s: stopped: %v\n", c.name, context.Cause(ctx))
+		return 130
 	default:
-		fmt.Fprintf(stderr, "vggo %s: %v\n", c.name, err)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, c.name+": ") { // "vggo train: train: ..." says the name once
+			msg = c.name + ": " + msg
+		}
+		fmt.Fprintf(stderr, "vggo %s\n", msg)
 		return 1
 	}
 }
@@ -165,17 +177,54 @@ func parseFlags(e *env, c *command, fs *flag.FlagSet, args []string) error {
 }
 
 // parseFlagsArgs is parseFlags for a command that takes positional arguments: it
-// leaves them in fs.Args().
+// leaves them in fs.Args(). Flags may come before, between or after them ("--" ends
+// the flags).
 func parseFlagsArgs(e *env, c *command, fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			printCommandHelp(e.stdout, c)
-			fmt.Fprintln(e.stdout, "\nFlags:")
-			fs.SetOutput(e.stdout)
-			fs.PrintDefaults()
-			return flag.ErrHelp
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printCommandHelp(e.stdout, c)
+				fmt.Fprintln(e.stdout, "\nFlags:")
+				printFlags(e.stdout, fs)
+				return flag.ErrHelp
+			}
+			return usagef("%v", err)
 		}
-		return usagef("%v", err)
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...))
+}
+
+// printFlags lists fs's flags as the documentation writes them: --name value.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	if n == 0 {
+		fmt.Fprintln(w, "  (none)")
+	}
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintf(w, "%s\n    \t%s", line, strings.ReplaceAll(usage, "\n", "\n    \t"))
+		switch d := f.DefValue; {
+		case d == "" || d == "0" || d == "false":
+		case name == "string":
+			fmt.Fprintf(w, " (default %q)", d)
+		default:
+			fmt.Fprintf(w, " (default %s)", d)
+		}
+		fmt.Fprintln(w)
+	})
 }

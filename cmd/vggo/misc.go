@@ -133,13 +133,6 @@ Examples:
 	vggo data check --kind folder --data ~/imagenette --split val`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
-		if len(args) == 0 || args[0] != "check" {
-			if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-				printCommandHelp(e.stdout, c)
-				return nil
-			}
-			return usagef("the only data subcommand is check")
-		}
 		fs := newFlags(c)
 		root := fs.String("data", "", "dataset root")
 		split := fs.String("split", "train", "split to check")
@@ -147,8 +140,11 @@ Examples:
 		maskDir := fs.String("mask-dir", "", "VOC mask folder (default SegmentationClass)")
 		classes := fs.Int("classes", 0, "number of classes (default 21)")
 		workers := fs.Int("workers", 2, "goroutines reading samples")
-		if err := parseFlags(e, c, fs, args[1:]); err != nil {
+		if err := parseFlagsArgs(e, c, fs, args); err != nil {
 			return err
+		}
+		if fs.NArg() != 1 || fs.Arg(0) != "check" {
+			return usagef("the only data subcommand is check")
 		}
 		if *root == "" {
 			return usagef("--data is required")

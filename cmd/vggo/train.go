@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/distributed"
 	"github.com/vggo/vggo/graphs"
@@ -103,8 +105,9 @@ type trainFlags struct {
 func parseTrainFlags(e *env, c *command, args []string) (*trainFlags, error) {
 	first := &trainFlags{}
 	first.cfg, _ = train.Recipe("vgg19-unet", "sgd", true)
-	if err := parseFlags(e, c, defineTrainFlags(newFlags(c), first), args); err != nil {
-		return nil, err
+	// (-h is answered by the second pass, with the defaults of the recipe asked for)
+	if err := defineTrainFlags(newFlags(c), first).Parse(args); err != nil && !errors.Is(err, flag.ErrHelp) {
+		return nil, usagef("%v", err)
 	}
 	rec, err := train.Recipe(first.cfg.Model.Arch, first.cfg.Optimizer.Kind, first.cfg.Data.Root == "")
 	if err != nil {
@@ -145,12 +148,14 @@ func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
 	fs.Var(dropoutFlag{&c.Model}, "dropout", "classifier dropout rate (default 0.5; 0 disables dropout)")
 	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs (with --resume: the new total)")
 	fs.IntVar(&c.Batch, "batch", c.Batch, "batch size (of one optimizer step)")
+	fs.IntVar(&c.Batch, "batch-size", c.Batch, "the same as --batch (torchvision's name)")
 	fs.IntVar(&c.EvalBatch, "eval-batch", c.EvalBatch, "evaluation batch size (0: 1 for segmentation, --batch for classifiers)")
 	fs.Var(hwFlag{&c.CropH, &c.CropW}, "crop", "training crop HxW")
 	fs.IntVar(&c.Accum, "accum", max(c.Accum, 1), "micro-batches per step whose gradients are summed (gradient accumulation)")
 	defineOptimFlags(fs, c)
 	fs.Uint64Var(&c.Seed, "seed", c.Seed, "seed for initialisation, shuffling, augmentation and dropout")
 	fs.StringVar(&c.Out, "out", c.Out, "run directory (default runs/<model>-<time>)")
+	fs.StringVar(&c.Out, "output-dir", c.Out, "the same as --out (torchvision's name)")
 	fs.IntVar(&c.SaveEvery, "save-every", c.SaveEvery, "also save last.safetensors every N steps")
 	fs.IntVar(&c.Keep, "keep", c.Keep, "numbered checkpoints to keep (0: none)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "evaluate every N epochs (and always after the last)")
@@ -159,7 +164,7 @@ func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
 	fs.Float64Var(&c.ClipGradNorm, "clip-grad-norm", c.ClipGradNorm, "clip the gradients' global L2 norm to this (0: no clipping)")
 	fs.IntVar(&c.EarlyStop, "early-stop", c.EarlyStop, "stop after N evaluations without a better validation score (0: never)")
 	fs.BoolVar(&c.SyncBN, "sync-bn", c.SyncBN, "with --distributed: batch norm statistics over the whole global batch")
-	fs.StringVar(&tf.resume, "resume", "", "resume the run in this directory")
+	fs.StringVar(&tf.resume, "resume", "", "resume the run in this directory (or from its last.safetensors)")
 	fs.BoolVar(&tf.dist, "distributed", false, "data-parallel training over MPI (start with mpirun; needs a -tags mpi build)")
 	return fs
 }
@@ -190,7 +195,11 @@ func trainAs(ctx context.Context, e *env, tf *trainFlags, comm distributed.Comm)
 		if err != nil {
 			return err
 		}
-		tr, err := train.Resume(tf.resume, ov, opts)
+		dir, err := resumeDir(tf.resume)
+		if err != nil {
+			return err
+		}
+		tr, err := train.Resume(dir, ov, opts)
 		if err != nil {
 			return err
 		}
@@ -218,6 +227,19 @@ func trainAs(ctx context.Context, e *env, tf *trainFlags, comm distributed.Comm)
 		return err
 	}
 	return runTraining(ctx, e, tr)
+}
+
+// resumeDir is the run directory of --resume: the directory, or the one holding the
+// given last.safetensors.
+func resumeDir(arg string) (string, error) {
+	st, err := os.Stat(arg)
+	if err != nil || st.IsDir() {
+		return arg, nil // (Resume says what is missing)
+	}
+	if filepath.Base(arg) != checkpoints.LastName {
+		return "", usagef("--resume %s: a run resumes from its %s; give the run directory (to start a new run from these weights, use --pretrained)", arg, checkpoints.LastName)
+	}
+	return filepath.Dir(arg), nil
 }
 
 // resumeOverrides refuses flags that a resume cannot change and returns the others.

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/vggo/vggo/checkpoints"
+)
+
+// Every command's help lists its flags as the docs write them (--name), with no
+// internal placeholder defaults and no references outside the repository.
+func TestHelpTexts(t *testing.T) {
+	for _, c := range commands() {
+		code, out, errs := vggo(t, "help", c.name)
+		if code != 0 || errs != "" {
+			t.Errorf("help %s: exit %d, %q", c.name, code, errs)
+		}
+		if !strings.Contains(out, "Flags:") {
+			t.Errorf("help %s lists no flags:\n%s", c.name, out)
+		}
+		if regexp.MustCompile(`(?m)^  -[a-z]`).MatchString(out) {
+			t.Errorf("help %s shows a flag with one dash:\n%s", c.name, out)
+		}
+		for _, bad := range []string{"(default -1)", "issue ", "seed 00", "DESIGN.md"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("help %s contains %q", c.name, bad)
+			}
+		}
+	}
+}
+
+// A flag after a positional argument is parsed as a flag, not taken as an argument.
+func TestFlagAfterPositional(t *testing.T) {
+	code, _, errs := vggo(t, "report", t.TempDir(), "--x")
+	if code != 2 || !strings.Contains(errs, "flag provided but not defined: -x") {
+		t.Errorf("report DIR --x: exit %d, %q; want a usage error about --x", code, errs)
+	}
+	code, _, errs = vggo(t, "data", "--kind", "folder", "check", "--data", t.TempDir())
+	if code != 1 || strings.Contains(errs, "subcommand") {
+		t.Errorf("data --kind folder check --data DIR: exit %d, %q; want the check to run (and fail on the empty dir)", code, errs)
+	}
+}
+
+// torchvision's flag names, and --resume given the checkpoint file.
+func TestTrainAliasesAndResumeFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny model")
+	}
+	dir := t.TempDir()
+	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	code, out, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--width", "0.0625", "--epochs", "1",
+		"--batch-size", "2", "--output-dir", run)
+	if code != 0 || !strings.Contains(errs, "2 steps of 2 per epoch") {
+		t.Fatalf("train with --batch-size 2 --output-dir: exit %d\n%s\n%s", code, out, errs)
+	}
+	last := filepath.Join(run, checkpoints.LastName)
+	if _, err := os.Stat(last); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = vggo(t, "train", "--resume", last, "--epochs", "2")
+	if code != 0 {
+		t.Errorf("--resume RUNDIR/last.safetensors: exit %d %s", code, errs)
+	}
+	code, _, errs = vggo(t, "train", "--resume", filepath.Join(run, checkpoints.BestName))
+	if code != 2 || !strings.Contains(errs, "--pretrained") {
+		t.Errorf("--resume best.safetensors: exit %d %q; want a usage error pointing to --pretrained", code, errs)
+	}
+}
