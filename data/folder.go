@@ -32,18 +32,44 @@ type Folder struct {
 	empty   []string // escaped names of the classes with no image in this split
 }
 
-// OpenFolder lists the images of ROOT/<split>. Files with other extensions and
-// hidden files are skipped. A class folder of the split that is not in ROOT/train
-// is an error, and so is a split with no image. A class with no image in the split
-// is not an error (its index stays reserved); EmptyClasses lists such classes.
-func OpenFolder(root, split string) (*Folder, error) {
-	trainDir := filepath.Join(root, "train")
+// folderClasses returns the raw class folder names: classes (escaped names) unescaped,
+// or the sorted folders of trainDir.
+func folderClasses(trainDir string, classes []string) ([]string, error) {
+	if classes != nil {
+		names := make([]string, len(classes))
+		for i, c := range classes {
+			n, err := UnescapeName(c)
+			if err != nil {
+				return nil, fmt.Errorf("data: class name %q: %w", c, err)
+			}
+			names[i] = n
+		}
+		return names, nil
+	}
 	names, err := subdirs(trainDir)
 	if err != nil {
 		return nil, fmt.Errorf("data: image folder dataset: %w (want ROOT/train/<class>/*.jpg)", err)
 	}
 	if len(names) == 0 {
 		return nil, fmt.Errorf("data: %s has no class folder (want ROOT/train/<class>/*.jpg)", trainDir)
+	}
+	return names, nil
+}
+
+// OpenFolder lists the images of ROOT/<split>. Files with other extensions and
+// hidden files are skipped. A class folder of the split that is not in ROOT/train
+// is an error, and so is a split with no image. A class with no image in the split
+// is not an error (its index stays reserved); EmptyClasses lists such classes.
+func OpenFolder(root, split string) (*Folder, error) { return OpenFolderClasses(root, split, nil) }
+
+// OpenFolderClasses is OpenFolder with the class list given (the names a model was
+// trained with, as ClassNames returns them) instead of read from ROOT/train: evaluating
+// a model needs only ROOT/<split>. A class folder that is not in the list is an error.
+func OpenFolderClasses(root, split string, classes []string) (*Folder, error) {
+	trainDir := filepath.Join(root, "train")
+	names, err := folderClasses(trainDir, classes)
+	if err != nil {
+		return nil, err
 	}
 	index := make(map[string]int, len(names))
 	for i, n := range names {
@@ -58,6 +84,9 @@ func OpenFolder(root, split string) (*Folder, error) {
 	count := make([]int, len(names))
 	for _, n := range splitNames {
 		label, ok := index[n]
+		if !ok && classes != nil {
+			return nil, fmt.Errorf("data: class folder %s is not one of the %d classes given (%s)", filepath.Join(dir, n), len(classes), strings.Join(classes, ", "))
+		}
 		if !ok {
 			return nil, fmt.Errorf("data: class folder %s is not in %s: every class must have training images "+
 				"(add %s or remove the folder)", filepath.Join(dir, n), trainDir, filepath.Join(trainDir, n))

@@ -235,3 +235,28 @@ func TestEscapeName(t *testing.T) {
 		}
 	}
 }
+
+// Evaluating a model needs only ROOT/<split>: the classes are the model's, in its order.
+func TestOpenFolderClasses(t *testing.T) {
+	root := makeFolders(t, map[string]int{"val/dog/v.jpg": 8, "val/cat/w.jpg": 7})
+	f, err := OpenFolderClasses(root, "val", []string{"eel", "dog", "cat"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, s := range f.samples {
+		got[s.ID] = s.Label
+	}
+	if want := map[string]int{"dog/v.jpg": 1, "cat/w.jpg": 2}; !reflect.DeepEqual(got, want) {
+		t.Errorf("labels %v, want %v", got, want)
+	}
+	if e := f.EmptyClasses(); !reflect.DeepEqual(e, []string{"eel"}) {
+		t.Errorf("empty classes %v, want [eel]", e)
+	}
+	if _, err := OpenFolderClasses(root, "val", []string{"dog"}); err == nil || !strings.Contains(err.Error(), "not one of the 1 classes") {
+		t.Errorf("a folder outside the classes: %v", err)
+	}
+	if _, err := OpenFolder(root, "val"); err == nil {
+		t.Error("OpenFolder without ROOT/train: no error")
+	}
+}

@@ -26,6 +26,9 @@ type DataConfig struct {
 	Augment    string `json:"augment"` // none | flip | full
 	Workers    int    `json:"workers"`
 	SkipBad    bool   `json:"skip_bad,omitempty"`
+	// Classes, for image folders, are the class names in label order (nil: the sorted
+	// folders of ROOT/train). Evaluating a trained model passes its names.
+	Classes []string `json:"-"`
 	// Exclude lists training sample ids left out of the run (--skip-bad fills it from
 	// a dataset check, so a resumed run sees the same samples).
 	Exclude []string `json:"exclude,omitempty"`

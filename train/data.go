@@ -72,7 +72,7 @@ func OpenDataset(d DataConfig, split string, classes int) (ds data.Dataset, err 
 		ds, err = data.OpenVOC(d.Root, split, data.VOCOptions{MaskDir: d.MaskDir, Classes: classes})
 	case "folder":
 		layout = folderLayout
-		ds, err = data.OpenFolder(d.Root, split)
+		ds, err = data.OpenFolderClasses(d.Root, split, d.Classes)
 	default:
 		return nil, fmt.Errorf("train: unknown dataset kind %q (valid: voc, folder)", d.Kind)
 	}

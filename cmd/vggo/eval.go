@@ -97,11 +97,15 @@ Examples:
 		if *root == "" {
 			return usagef("--data is required")
 		}
-		m, _, err := mf.load(*ckpt)
+		m, names, err := mf.load(*ckpt)
 		if err != nil {
 			return err
 		}
-		ds, err := openDataset(*root, *kind, *split, *maskDir, m.Config.Classes)
+		var folderClasses []string // an image folder's classes are the model's, in its order
+		if *kind == "folder" {
+			folderClasses = names
+		}
+		ds, err := openDataset(train.DataConfig{Root: *root, Kind: *kind, MaskDir: *maskDir, Classes: folderClasses}, *split, m.Config.Classes)
 		if err != nil {
 			return err
 		}

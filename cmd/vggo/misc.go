@@ -149,7 +149,7 @@ Examples:
 		if *root == "" {
 			return usagef("--data is required")
 		}
-		ds, err := openDataset(*root, *kind, *split, *maskDir, *classes)
+		ds, err := openDataset(train.DataConfig{Root: *root, Kind: *kind, MaskDir: *maskDir}, *split, *classes)
 		if err != nil {
 			return err
 		}

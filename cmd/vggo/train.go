@@ -364,9 +364,9 @@ func excludeBad(ctx context.Context, e *env, cfg *train.Config) error {
 }
 
 // openDataset opens a split for eval and data check; an unknown kind is a usage error.
-func openDataset(root, kind, split, maskDir string, classes int) (data.Dataset, error) {
-	if kind != "voc" && kind != "folder" {
-		return nil, usagef("unknown --kind %q (valid: voc, folder)", kind)
+func openDataset(d train.DataConfig, split string, classes int) (data.Dataset, error) {
+	if d.Kind != "voc" && d.Kind != "folder" {
+		return nil, usagef("unknown --kind %q (valid: voc, folder)", d.Kind)
 	}
-	return train.OpenDataset(train.DataConfig{Root: root, Kind: kind, MaskDir: maskDir}, split, classes)
+	return train.OpenDataset(d, split, classes)
 }
