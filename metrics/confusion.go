@@ -277,26 +277,39 @@ func (s *Scores) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// WriteTable writes one line per class (IoU, accuracy, ground-truth and predicted
+// WriteTable writes one line per class present in the ground truth or the prediction (IoU, accuracy, ground-truth and predicted
 // pixels; "absent" for a class in neither, "n/a" for the accuracy of a class with no
 // ground truth) and the summary.
-func (s Scores) WriteTable(w io.Writer) error {
+func (s Scores) WriteTable(w io.Writer) error { return s.WriteTableAbsent(w, false) }
+
+// WriteTableAbsent is WriteTable that also lists, when absent is set, the classes absent
+// from both the ground truth and the prediction (a head with more outputs than the data
+// has classes), which WriteTable counts in a footnote.
+func (s Scores) WriteTableAbsent(w io.Writer, absent bool) error {
 	nw := len("class")
 	for _, c := range s.PerClass {
 		nw = max(nw, len(c.Name))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%-*s  %7s  %7s  %12s  %12s\n", nw, "class", "IoU", "acc", "GT pixels", "pred pixels")
+	hidden := 0
 	for _, c := range s.PerClass {
 		iou, acc := fmtScore(c.IoU, "absent"), fmtScore(c.Acc, "n/a")
 		if !c.Present {
 			acc = "absent"
+		}
+		if math.IsNaN(c.IoU) && !absent {
+			hidden++
+			continue
 		}
 		fmt.Fprintf(&b, "%-*s  %7s  %7s  %12d  %12d\n", nw, c.Name, iou, acc, c.GTPixels, c.PredPixels)
 	}
 	fmt.Fprintf(&b, "mIoU %s  pixel acc %s  mean acc %s  fwIoU %s  (%d of %d classes present, %d pixels)\n",
 		fmtScore(s.MeanIoU, "n/a"), fmtScore(s.PixelAcc, "n/a"), fmtScore(s.MeanAcc, "n/a"), fmtScore(s.FWIoU, "n/a"),
 		s.Present, len(s.PerClass), s.Pixels)
+	if hidden > 0 {
+		fmt.Fprintf(&b, "(%d classes absent from both the ground truth and the prediction are not listed)\n", hidden)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -339,16 +339,24 @@ func TestScoresJSONAndTable(t *testing.T) {
 	}
 
 	table := tableOf(t, s)
-	for _, want := range []string{"background", "aeroplane", "absent", "person", "0.5000", "mIoU 0.5000  pixel acc 0.6667  mean acc 0.7500", "2 of 21 classes present, 3 pixels"} {
+	for _, want := range []string{"background", "person", "0.5000", "mIoU 0.5000  pixel acc 0.6667  mean acc 0.7500", "2 of 21 classes present, 3 pixels",
+		"(19 classes absent from both the ground truth and the prediction are not listed)"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
+	}
+	if strings.Contains(table, "aeroplane") {
+		t.Errorf("table lists the absent aeroplane:\n%s", table)
+	}
+	var all strings.Builder
+	if err := s.WriteTableAbsent(&all, true); err != nil || !strings.Contains(all.String(), "aeroplane") || !strings.Contains(all.String(), "absent") {
+		t.Errorf("table with absent classes (%v):\n%s", err, all.String())
 	}
 	named, err := NewConfusionMatrix(2).ScoresNamed([]string{"road", "sky"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tb := tableOf(t, named); !strings.Contains(tb, "road") || !strings.Contains(tb, "mIoU n/a") {
+	if tb := tableOf(t, named); !strings.Contains(tb, "2 classes absent") || !strings.Contains(tb, "mIoU n/a") {
 		t.Errorf("empty named table:\n%s", tb)
 	}
 	if got := NewConfusionMatrix(3).Scores().PerClass; got[0].Name != "class0" || got[2].Name != "class2" {

@@ -259,6 +259,13 @@ func valPlot(recs []EpochRecord, best *Best, run string) (*plot.Plot, error) {
 
 // perClassPlot returns nil if no class has an IoU.
 func perClassPlot(b Best, run string, width vg.Length) (*plot.Plot, error) {
+	var shown []ClassIoU // classes absent from both ground truth and prediction are left out
+	for _, c := range b.PerClass {
+		if c.IoU != nil {
+			shown = append(shown, c)
+		}
+	}
+	b.PerClass = shown
 	n := len(b.PerClass)
 	names := make([]string, n)
 	ious := make(plotter.Values, n)

@@ -90,6 +90,7 @@ Examples:
 		batch := fs.Int("batch", 0, "batch size (default 1 for segmentation, 16 for classifiers)")
 		workers := fs.Int("workers", 2, "data loading goroutines")
 		asJSON := fs.Bool("json", false, "print the scores as JSON")
+		absent := fs.Bool("all-classes", false, "also list the classes absent from both the ground truth and the prediction")
 		mf := addModelFlags(fs)
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
@@ -133,7 +134,7 @@ Examples:
 		}
 		fmt.Fprintf(e.stdout, "%s on %s/%s: %d images in %.1fs\n", m.Config.Arch, *root, *split, res.Images, res.Seconds)
 		if seg {
-			return res.Seg.WriteTable(e.stdout)
+			return res.Seg.WriteTableAbsent(e.stdout, *absent)
 		}
 		return res.Cls.WriteTable(e.stdout)
 	}
