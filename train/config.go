@@ -71,6 +71,11 @@ type Config struct {
 	// ClipGradNorm, when positive, scales the gradients so that their global L2 norm is
 	// at most this (torch.nn.utils.clip_grad_norm_).
 	ClipGradNorm float64 `json:"clip_grad_norm,omitempty"`
+	// ClassNames name the classes in label order (nil: the dataset's names). They are
+	// stored in every checkpoint, for evaluation, prediction and serving.
+	ClassNames []string `json:"class_names,omitempty"`
+	// Palette colours the classes' masks, "#rrggbb" in label order (nil: the VOC colormap).
+	Palette []string `json:"palette,omitempty"`
 	// EarlyStop, when positive, stops the run after this many evaluations without an
 	// improvement of the validation score.
 	EarlyStop int `json:"early_stop,omitempty"`
@@ -132,6 +137,14 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := c.Model.Normalize(); err != nil {
 		bad("%v", err)
+	}
+	for i, h := range c.Palette {
+		if _, err := data.ParseColor(h); err != nil {
+			bad("palette entry %d: %v", i, err)
+		}
+	}
+	if n := c.Model.Classes; n > 0 && len(c.ClassNames) > n {
+		bad("%d class names for %d classes", len(c.ClassNames), n)
 	}
 	if c.Schedule.Kind != "step" && (c.StepEveryEpochs != 0 || c.Schedule.Gamma != 0) {
 		bad("step-every and gamma apply to the step schedule only")

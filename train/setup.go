@@ -233,6 +233,9 @@ func (t *Trainer) writeConfig() error {
 func (t *Trainer) setup() error {
 	cfg := &t.cfg
 	cfg.Model.Seed = cfg.Seed
+	if cfg.Model.Classes == 0 && len(cfg.ClassNames) > 0 {
+		cfg.Model.Classes = len(cfg.ClassNames)
+	}
 	trainDS, valDS, err := OpenData(cfg.Data, cfg.Model.Classes, t.Log())
 	if err != nil {
 		return err
@@ -281,6 +284,9 @@ func (t *Trainer) buildModel(trainDS data.Dataset) (graphs.ArchInfo, error) {
 		mcfg.InputH, mcfg.InputW = cfg.CropH, cfg.CropW
 	}
 	cfg.Model = mcfg
+	if len(cfg.ClassNames) > 0 {
+		names = cfg.ClassNames
+	}
 	t.names = label.Names(mcfg.Classes, names)
 	if err := info.CheckInput(cfg.CropH, cfg.CropW); err != nil {
 		return info, fmt.Errorf("train: --crop: %w", err)

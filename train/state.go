@@ -65,6 +65,13 @@ func (t *Trainer) checkpointFile() (*checkpoints.File, error) {
 	f.Metadata[MetaConfig] = string(cfgJSON)
 	f.Metadata[MetaProgress] = stJSON
 	f.Metadata[MetaSeed] = strconv.FormatUint(t.cfg.Seed, 10)
+	if len(t.cfg.Palette) > 0 {
+		pal, err := json.Marshal(t.cfg.Palette)
+		if err != nil {
+			return nil, fmt.Errorf("train: encode palette: %w", err)
+		}
+		f.Metadata[MetaPalette] = string(pal)
+	}
 	st := t.step.optim.State()
 	for k, v := range st.Metadata() {
 		f.Metadata[k] = v

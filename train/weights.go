@@ -3,11 +3,13 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"image/color"
 	"io"
 	"slices"
 	"strings"
 
 	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/label"
 )
@@ -19,6 +21,7 @@ const (
 	MetaModel      = "vggo.model"       // the graphs.Config as JSON (every vggo file)
 	MetaClassNames = "vggo.class_names" // the class names as a JSON array
 	MetaSeed       = "vggo.seed"        // the run's seed (training checkpoints)
+	MetaPalette    = "vggo.palette"     // the mask colours, "#rrggbb" in label order, as a JSON array
 )
 
 // modelTensors returns the model's parameters and buffers as checkpoint tensors, in
@@ -59,6 +62,27 @@ func ClassNames(f *checkpoints.File, classes int) []string {
 		names = voc
 	}
 	return label.Names(classes, names)
+}
+
+// Palette returns the mask colours stored in a vggo file (nil: the VOC colormap).
+func Palette(f *checkpoints.File) ([]color.RGBA, error) {
+	js, ok := f.Metadata[MetaPalette]
+	if !ok {
+		return nil, nil
+	}
+	var hex []string
+	if err := json.Unmarshal([]byte(js), &hex); err != nil {
+		return nil, fmt.Errorf("train: metadata %s: %w", MetaPalette, err)
+	}
+	cols := make([]color.RGBA, len(hex))
+	for i, h := range hex {
+		c, err := data.ParseColor(h)
+		if err != nil {
+			return nil, fmt.Errorf("train: metadata %s entry %d: %w", MetaPalette, i, err)
+		}
+		cols[i] = c
+	}
+	return cols, nil
 }
 
 // isWeight tells model tensors from optimizer state and PyTorch's batch counters.

@@ -1,13 +1,16 @@
 package main
 
 import (
+	"image/color"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/train"
 )
 
 // Every command's help lists its flags as the docs write them (--name), with no
@@ -70,5 +73,52 @@ func TestTrainAliasesAndResumeFile(t *testing.T) {
 	code, _, errs = vggo(t, "train", "--resume", filepath.Join(run, checkpoints.BestName))
 	if code != 2 || !strings.Contains(errs, "--pretrained") {
 		t.Errorf("--resume best.safetensors: exit %d %q; want a usage error pointing to --pretrained", code, errs)
+	}
+}
+
+// Class names from classes.txt beside the data (or --class-names) and colours from
+// --palette travel in the checkpoint; eval names the classes so.
+func TestClassNamesAndPalette(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny model")
+	}
+	dir := t.TempDir()
+	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "2", "--size", "32"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	var names []string
+	for i := range 21 {
+		names = append(names, "thing"+strconv.Itoa(i))
+	}
+	if err := os.WriteFile(filepath.Join(demo, "classes.txt"), []byte("# my classes\n"+strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pal := filepath.Join(dir, "colours.txt")
+	if err := os.WriteFile(pal, []byte("#000000\n255 0 0\n#00ff00\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--width", "0.0625", "--epochs", "1", "--batch", "2",
+		"--palette", pal, "--out", run)
+	if code != 0 || !strings.Contains(errs, "class names from "+filepath.Join(demo, "classes.txt")) {
+		t.Fatalf("train: exit %d\n%s", code, errs)
+	}
+	f, err := checkpoints.Load(filepath.Join(run, checkpoints.LastName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := train.ClassNames(f, 21); got[15] != "thing15" {
+		t.Errorf("stored class 15 is %q, want thing15", got[15])
+	}
+	cols, err := train.Palette(f)
+	if err != nil || len(cols) != 3 || cols[1] != (color.RGBA{255, 0, 0, 255}) {
+		t.Errorf("stored palette %v (%v), want black, red, green", cols, err)
+	}
+	code, out, errs := vggo(t, "eval", "--checkpoint", filepath.Join(run, checkpoints.LastName), "--data", demo)
+	if code != 0 || !strings.Contains(out, "thing0") {
+		t.Errorf("eval: exit %d %s\n%s", code, errs, out)
+	}
+	if code, _, errs := vggo(t, "train", "--data", demo, "--palette", filepath.Join(dir, "missing.txt"), "--out", filepath.Join(dir, "r2")); code != 2 || !strings.Contains(errs, "missing.txt") {
+		t.Errorf("a missing palette file: exit %d %q, want a usage error naming it", code, errs)
 	}
 }

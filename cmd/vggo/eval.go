@@ -102,30 +102,27 @@ Examples:
 		if err != nil {
 			return err
 		}
-		var folderClasses []string // an image folder's classes are the model's, in its order
-		if *kind == "folder" {
-			folderClasses = names
+		d := train.DataConfig{Root: *root, Kind: *kind, MaskDir: *maskDir}
+		if *kind == "folder" { // an image folder's classes are the model's, in its order
+			d.Classes = names
 		}
-		ds, err := openDataset(train.DataConfig{Root: *root, Kind: *kind, MaskDir: *maskDir, Classes: folderClasses}, *split, m.Config.Classes)
+		ds, err := openDataset(d, *split, m.Config.Classes)
 		if err != nil {
 			return err
 		}
 		seg := m.Info.Task == label.Segmentation
-		if seg != (ds.Task() == label.Segmentation) {
-			return fmt.Errorf("%s is a %s model but %s holds other data (--kind)", m.Config.Arch, m.Info.Task, *root)
+		if m.Info.Task != ds.Task() {
+			return fmt.Errorf("%s is a %s model but %s holds %s data (--kind)", m.Config.Arch, m.Info.Task, *root, ds.Task())
 		}
-		if *batch == 0 {
-			*batch = 1
-			if !seg {
-				*batch = 16
-			}
+		if *batch == 0 { // 1 for segmentation (images of their own sizes), 16 for classifiers
+			*batch = map[bool]int{true: 1, false: 16}[seg]
 		}
 		l, err := data.NewLoader(ds, data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW},
 			data.Config{BatchSize: *batch, Workers: *workers})
 		if err != nil {
 			return err
 		}
-		res, err := evaluateSplit(ctx, e, m, l, label.Names(m.Config.Classes, ds.ClassNames()))
+		res, err := evaluateSplit(ctx, e, m, l, names)
 		if err != nil {
 			return err
 		}

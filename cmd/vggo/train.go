@@ -144,6 +144,18 @@ func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
 	fs.BoolVar(&c.Data.SkipBad, "skip-bad", c.Data.SkipBad, "skip unreadable or invalid samples (listing them) instead of stopping")
 	fs.IntVar(&c.Model.Classes, "classes", c.Model.Classes, "number of classes (default 21 for VOC; the folder count for image folders)")
 	fs.Float64Var(&c.Model.Mult, "width", c.Model.Mult, "channel-width multiplier 1/k (0.125 divides every width by 8)")
+	fs.Func("class-names", "a file of class names, one per line in label order (default: classes.txt or labels.txt beside the data, if there)", func(path string) (err error) {
+		c.ClassNames, err = data.ReadClassNames(path)
+		return err
+	})
+	fs.Func("palette", "a file of mask colours, one per line in label order: #rrggbb or R G B (default: the VOC colormap)", func(path string) error {
+		cols, err := data.ReadPalette(path)
+		c.Palette = nil
+		for _, col := range cols {
+			c.Palette = append(c.Palette, data.HexColor(col))
+		}
+		return err
+	})
 	fs.StringVar(&c.Model.Unpool, "unpool", c.Model.Unpool, "vgg16-segnet decoder: upsample or indices")
 	fs.Var(dropoutFlag{&c.Model}, "dropout", "classifier dropout rate (default 0.5; 0 disables dropout)")
 	fs.IntVar(&c.Epochs, "epochs", c.Epochs, "epochs (with --resume: the new total)")
@@ -206,7 +218,7 @@ func trainAs(ctx context.Context, e *env, tf *trainFlags, comm distributed.Comm)
 		return runTraining(ctx, e, tr)
 	}
 	cfg := tf.cfg
-	if err := completeConfig(tf, &cfg, comm); err != nil {
+	if err := completeConfig(e, tf, &cfg, comm); err != nil {
 		return err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -279,7 +291,7 @@ func resumeOverrides(tf *trainFlags) (train.Overrides, error) {
 // completeConfig fills what the recipe leaves to the command: the data root (absolute,
 // so that the run resumes from anywhere; the demo dataset's when there is none) and the
 // run directory.
-func completeConfig(tf *trainFlags, cfg *train.Config, comm distributed.Comm) error {
+func completeConfig(e *env, tf *trainFlags, cfg *train.Config, comm distributed.Comm) error {
 	if tf.demo {
 		info, _ := graphs.Lookup(cfg.Model.Arch)
 		if cfg.Data.Kind != "voc" || info.Task != label.Segmentation {
@@ -292,6 +304,19 @@ func completeConfig(tf *trainFlags, cfg *train.Config, comm distributed.Comm) er
 		return err
 	}
 	cfg.Data.Root = abs
+	if !tf.set["class-names"] && cfg.Data.Kind == "voc" && !tf.demo {
+		for _, name := range data.LabelFiles() {
+			path := filepath.Join(abs, name)
+			if _, err := os.Stat(path); err != nil {
+				continue
+			}
+			if cfg.ClassNames, err = data.ReadClassNames(path); err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stderr, "class names from %s: %s\n", path, strings.Join(cfg.ClassNames, ", "))
+			break
+		}
+	}
 	if cfg.Out == "" {
 		cfg.Out = filepath.Join("runs", cfg.Model.Arch+"-"+time.Now().Format("20060102-150405"))
 		if cfg.Out, err = fromRoot(comm, cfg.Out); err != nil {
