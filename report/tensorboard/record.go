@@ -14,11 +14,6 @@ import (
 //	uint32 masked_crc32_of_data
 //
 // All integers are little endian and the CRC is CRC-32C (Castagnoli).
-const (
-	headerLen = 8 + 4
-	footerLen = 4
-)
-
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // maskDelta is added to the rotated CRC; the mask is the one LevelDB uses so
@@ -34,10 +29,9 @@ func maskedCRC(p []byte) uint32 {
 
 // appendRecord appends data to dst framed as one TFRecord.
 func appendRecord(dst, data []byte) []byte {
-	var hdr [headerLen]byte
-	binary.LittleEndian.PutUint64(hdr[:8], uint64(len(data)))
-	binary.LittleEndian.PutUint32(hdr[8:], maskedCRC(hdr[:8]))
-	dst = append(dst, hdr[:]...)
+	n := len(dst)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(data)))
+	dst = binary.LittleEndian.AppendUint32(dst, maskedCRC(dst[n:]))
 	dst = append(dst, data...)
 	return binary.LittleEndian.AppendUint32(dst, maskedCRC(data))
 }
