@@ -5,15 +5,7 @@ import (
 	"hash/crc32"
 )
 
-// The TFRecord framing, from "TFRecord format details" in
-// https://www.tensorflow.org/tutorials/load_data/tfrecord:
-//
-//	uint64 length
-//	uint32 masked_crc32_of_length
-//	byte   data[length]
-//	uint32 masked_crc32_of_data
-//
-// All integers are little endian and the CRC is CRC-32C (Castagnoli).
+// castagnoli is the table of CRC-32C, the CRC of TFRecords.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // maskDelta is added to the rotated CRC; the mask is the one LevelDB uses so
@@ -27,7 +19,16 @@ func maskedCRC(p []byte) uint32 {
 	return (crc>>15 | crc<<17) + maskDelta
 }
 
-// appendRecord appends data to dst framed as one TFRecord.
+// appendRecord appends data to dst framed as one TFRecord, as "TFRecord
+// format details" in https://www.tensorflow.org/tutorials/load_data/tfrecord
+// describes it:
+//
+//	uint64 length
+//	uint32 masked_crc32_of_length
+//	byte   data[length]
+//	uint32 masked_crc32_of_data
+//
+// All integers are little endian and the CRC is CRC-32C (Castagnoli).
 func appendRecord(dst, data []byte) []byte {
 	n := len(dst)
 	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(data)))

@@ -101,7 +101,7 @@ func (w *Writer) Path() string { return w.path }
 
 // Scalar writes one Event holding value under tag at step. The value is
 // stored as a float32 (simple_value), as TensorBoard's scalars are: NaN and
-// ±Inf are kept, magnitudes beyond float32's range become ±Inf. A zero wall
+// ±Inf are kept, values beyond float32's range round to ±Inf. A zero wall
 // means time.Now().
 func (w *Writer) Scalar(tag string, step int64, value float64, wall time.Time) error {
 	return w.Scalars(step, wall, Value{Tag: tag, Value: value})
