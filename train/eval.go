@@ -3,11 +3,13 @@ package train
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/label"
+	"github.com/vggo/vggo/losses"
 	"github.com/vggo/vggo/metrics"
 )
 
@@ -20,6 +22,7 @@ const maxEvalGraphs = 4
 // handful of sizes.
 type Evaluator struct {
 	m     *graphs.Model
+	loss  *losses.Spec // also compute this loss (WithLoss)
 	cache map[[3]int]*Session
 	order [][3]int
 }
@@ -28,6 +31,13 @@ type Evaluator struct {
 // at every call.
 func NewEvaluator(m *graphs.Model) *Evaluator {
 	return &Evaluator{m: m, cache: map[[3]int]*Session{}}
+}
+
+// WithLoss makes the evaluator compute the loss s too (the validation loss); it returns e.
+func (e *Evaluator) WithLoss(s losses.Spec) *Evaluator {
+	e.Close()
+	e.loss = &s
+	return e
 }
 
 // Close releases the cached sessions.
@@ -42,12 +52,22 @@ func (e *Evaluator) Close() {
 // Logits runs the model on n images of h×w (NCHW floats) and returns the logits, valid
 // until the next call: (n, classes) or (n, classes, h, w).
 func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
+	logits, _, err := e.run(images, nil, n, h, w)
+	return logits, err
+}
+
+// run runs the model on a batch; with labels (and a loss, WithLoss) it returns the loss too.
+func (e *Evaluator) run(images []float32, labels []int, n, h, w int) ([]float32, float64, error) {
 	key := [3]int{n, h, w}
 	s, ok := e.cache[key]
 	if !ok {
+		opt := SessionOptions{}
+		if e.loss != nil {
+			opt = SessionOptions{Loss: *e.loss, EvalLoss: true}
+		}
 		var err error
-		if s, err = NewEvalSession(e.m, n, h, w, SessionOptions{}); err != nil {
-			return nil, err
+		if s, err = NewEvalSession(e.m, n, h, w, opt); err != nil {
+			return nil, 0, err
 		}
 		if len(e.order) == maxEvalGraphs {
 			e.cache[e.order[0]].Close()
@@ -59,13 +79,31 @@ func (e *Evaluator) Logits(images []float32, n, h, w int) ([]float32, error) {
 	}
 	in := s.Input()
 	if len(images) != len(in) {
-		return nil, fmt.Errorf("train: evaluate: %d input floats for a %dx3x%dx%d batch", len(images), n, h, w)
+		return nil, 0, fmt.Errorf("train: evaluate: %d input floats for a %dx3x%dx%d batch", len(images), n, h, w)
 	}
 	copy(in, images)
-	if err := s.Run(); err != nil {
-		return nil, fmt.Errorf("train: evaluate %dx%dx%d: %w", n, h, w, err)
+	if e.loss != nil {
+		copyLabels(s.Labels(), labels)
 	}
-	return s.Logits(), nil
+	if err := s.Run(); err != nil {
+		return nil, 0, fmt.Errorf("train: evaluate %dx%dx%d: %w", n, h, w, err)
+	}
+	if e.loss == nil || labels == nil {
+		return s.Logits(), math.NaN(), nil
+	}
+	terms, err := s.Loss()
+	return s.Logits(), terms.Total, err
+}
+
+// copyLabels fills a session's labels (labels nil: all ignored).
+func copyLabels(dst, src []int) {
+	if src == nil {
+		for i := range dst {
+			dst[i] = label.Ignore
+		}
+		return
+	}
+	copy(dst, src)
 }
 
 // EvalResult is the outcome of one pass over an evaluation set.
@@ -77,6 +115,11 @@ type EvalResult struct {
 	TopK      *metrics.TopK                // classification
 	Images    int
 	Seconds   float64
+	// Loss is the mean over batches of the loss (NaN unless the evaluator has one).
+	Loss float64
+	// LossSum and Batches are its parts, summed over ranks in a data-parallel run.
+	LossSum float64
+	Batches int
 }
 
 // Metric is the value used to pick the best checkpoint: mIoU or top-1 accuracy.
@@ -105,10 +148,12 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		if err != nil {
 			return nil, err
 		}
-		logits, err := e.Logits(b.Images, b.N, b.H, b.W)
+		logits, loss, err := e.run(b.Images, b.Labels, b.N, b.H, b.W)
 		if err != nil {
 			return nil, err
 		}
+		res.LossSum += loss
+		res.Batches++
 		if res.Task == label.Segmentation {
 			plane := b.H * b.W
 			if cap(pred) < b.N*plane {
@@ -141,6 +186,7 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 	if err != nil {
 		return nil, err
 	}
+	res.Loss = res.LossSum / float64(res.Batches)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
 }

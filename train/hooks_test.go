@@ -167,6 +167,9 @@ func TestClipGradNormRun(t *testing.T) {
 	if len(recs) != 1 || recs[0].GradNorm == nil || *recs[0].GradNorm <= 0 {
 		t.Fatalf("metrics.jsonl %+v: want one record with a positive grad_norm", recs)
 	}
+	if v := recs[0].ValLoss; v == nil || *v <= 0 || *v > 10 {
+		t.Errorf("val_loss %v: want the validation cross-entropy (positive, about ln 21 = 3 at the start)", v)
+	}
 	if r := records(t, base.Out); r[0].GradNorm != nil {
 		t.Errorf("grad_norm logged without clipping: %v", *r[0].GradNorm)
 	}

@@ -207,12 +207,14 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 			counts = append(counts, &k.ClassSamples[i], &k.ClassHits[i])
 		}
 	}
-	buf := make([]float64, len(counts)+2)
+	buf := make([]float64, len(counts)+4)
 	for i, p := range counts {
 		buf[i] = float64(*p)
 	}
 	buf[len(counts)] = float64(res.Images)
 	buf[len(counts)+1] = res.Seconds
+	buf[len(counts)+2] = res.LossSum
+	buf[len(counts)+3] = float64(res.Batches)
 	if err := c.AllreduceF64(buf); err != nil {
 		return fmt.Errorf("train: merge evaluation counts: %w", err)
 	}
@@ -224,6 +226,8 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 	}
 	res.Images = int(buf[len(counts)])
 	res.Seconds = buf[len(counts)+1] / float64(c.Size()) // the ranks ran side by side
+	res.LossSum, res.Batches = buf[len(counts)+2], int(buf[len(counts)+3])
+	res.Loss = res.LossSum / float64(res.Batches)
 	var err error
 	if res.Task == label.Segmentation {
 		res.Seg, err = res.Confusion.ScoresNamed(names)

@@ -88,6 +88,7 @@ func (t *Trainer) evaluateHook(ev *Event) error {
 }
 
 func fillRecord(rec *report.EpochRecord, ev *EvalResult) {
+	rec.ValLoss = report.Optional(ev.Loss)
 	if ev.Task == label.Segmentation {
 		rec.MIoU = report.Optional(ev.Seg.MeanIoU)
 		rec.PixelAcc = report.Optional(ev.Seg.PixelAcc)

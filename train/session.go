@@ -34,6 +34,9 @@ type Session struct {
 type SessionOptions struct {
 	Loss    losses.Spec  // training sessions: the loss (zero: cross-entropy)
 	Profile *ops.Profile // when set, the session's ops report their time to it
+	// EvalLoss adds the loss and a labels input to an evaluation session (forward only):
+	// the validation loss.
+	EvalLoss bool
 }
 
 // NewTrainSession builds the training graph of m for batches of batch images of h×w: the
@@ -43,13 +46,8 @@ func NewTrainSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Ses
 	if err != nil {
 		return nil, err
 	}
-	shape := []int{batch}
-	if m.Info.Task == label.Segmentation {
-		shape = []int{batch, h, w}
-	}
-	s := &Session{Model: m, Graph: gr, labels: tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))}
-	labels := G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...), G.WithValue(s.labels), G.WithName("labels"))
-	if s.loss, err = losses.Build(gr.Logits, labels, opt.Loss); err != nil {
+	s := &Session{Model: m, Graph: gr}
+	if err := s.addLoss(opt.Loss); err != nil {
 		return nil, err
 	}
 	if s.grads, err = G.Grad(s.loss, gr.Params...); err != nil {
@@ -67,8 +65,27 @@ func NewEvalSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Sess
 		return nil, err
 	}
 	s := &Session{Model: m, Graph: gr}
+	if opt.EvalLoss {
+		if err := s.addLoss(opt.Loss); err != nil {
+			return nil, err
+		}
+	}
 	s.compile(opt.Profile)
 	return s, nil
+}
+
+// addLoss adds the labels input and the loss node.
+func (s *Session) addLoss(spec losses.Spec) error {
+	gr := s.Graph
+	shape := []int{gr.Batch}
+	if s.Model.Info.Task == label.Segmentation {
+		shape = []int{gr.Batch, gr.H, gr.W}
+	}
+	s.labels = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Int))
+	labels := G.NewTensor(gr.G, tensor.Int, len(shape), G.WithShape(shape...), G.WithValue(s.labels), G.WithName("labels"))
+	var err error
+	s.loss, err = losses.Build(gr.Logits, labels, spec)
+	return err
 }
 
 // compile plans the activations' memory and makes the machine. There is no
@@ -85,8 +102,8 @@ func (s *Session) compile(prof *ops.Profile) {
 // Input is the input batch (batch, 3, h, w) to fill before Run.
 func (s *Session) Input() []float32 { return s.Graph.InputT.Data().([]float32) }
 
-// Labels is the label batch to fill before Run (training sessions): one class per image,
-// or one per pixel.
+// Labels is the label batch to fill before Run (sessions with a loss): one class per
+// image, or one per pixel.
 func (s *Session) Labels() []int { return s.labels.Data().([]int) }
 
 // Run runs the graph once: forward, and for a training session the loss and backward.

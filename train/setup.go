@@ -255,7 +255,7 @@ func (t *Trainer) setup() error {
 			return err
 		}
 	}
-	t.eval = NewEvaluator(t.model)
+	t.eval = NewEvaluator(t.model).WithLoss(cfg.Loss)
 	if cfg.EMA > 0 {
 		t.ema = NewEMA(t.model, cfg.EMA)
 	}
