@@ -76,6 +76,11 @@ type Config struct {
 	ClassNames []string `json:"class_names,omitempty"`
 	// Palette colours the classes' masks, "#rrggbb" in label order (nil: the VOC colormap).
 	Palette []string `json:"palette,omitempty"`
+	// LogEvery, when positive, logs the training loss, learning rate, gradient norm and
+	// speed every this many steps to RUNDIR/steps.jsonl (and as a line, outside a terminal).
+	LogEvery int `json:"log_every,omitempty"`
+	// TensorBoard writes TensorBoard event files to RUNDIR/tb.
+	TensorBoard bool `json:"tensorboard,omitempty"`
 	// EarlyStop, when positive, stops the run after this many evaluations without an
 	// improvement of the validation score.
 	EarlyStop int `json:"early_stop,omitempty"`
@@ -162,7 +167,7 @@ func (c *Config) validateCounts(bad func(string, ...any)) {
 	}{
 		{"epochs", c.Epochs, 1}, {"batch", c.Batch, 1}, {"accum", c.Accum, 0}, {"eval-batch", c.EvalBatch, 0},
 		{"workers", c.Data.Workers, 0}, {"save-every", c.SaveEvery, 0}, {"keep", c.Keep, 0},
-		{"eval-every", c.EvalEvery, 0}, {"early-stop", c.EarlyStop, 0}, {"crop height", c.CropH, 1}, {"crop width", c.CropW, 1},
+		{"eval-every", c.EvalEvery, 0}, {"early-stop", c.EarlyStop, 0}, {"log-every", c.LogEvery, 0}, {"crop height", c.CropH, 1}, {"crop width", c.CropW, 1},
 	} {
 		if f.v < f.min {
 			bad("%s %d: want >= %d", f.name, f.v, f.min)

@@ -82,6 +82,9 @@ func (t *Trainer) addHooks() {
 	if t.cfg.ClipGradNorm > 0 {
 		t.hooks = append(t.hooks, Hook{"clip-grad-norm", BeforeUpdate, 10, (*Trainer).clipGrads})
 	}
+	if t.cfg.LogEvery > 0 || t.cfg.TensorBoard {
+		t.hooks = append(t.hooks, t.loggingHooks()...)
+	}
 	if t.cfg.EarlyStop > 0 {
 		t.hooks = append(t.hooks, Hook{"early-stop", AtEpochEnd, 350, (*Trainer).earlyStop})
 	}

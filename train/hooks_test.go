@@ -2,6 +2,8 @@ package train
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -311,4 +313,103 @@ func TestEmptyClassWarns(t *testing.T) {
 	if !strings.Contains(log.String(), want) {
 		t.Errorf("log %q lacks %q", log.String(), want)
 	}
+}
+
+// --log-every writes steps.jsonl (the same lines, timings aside, when interrupted and
+// resumed) and --tensorboard an event file.
+func TestStepLogAndTensorBoard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains tiny runs")
+	}
+	cfgFor := func() Config {
+		c := tinyConfig(t, t.TempDir())
+		c.Epochs, c.LogEvery, c.TensorBoard = 2, 2, true
+		return c
+	}
+	straight := cfgFor()
+	var log strings.Builder
+	if _, err := runFresh(t, straight, Options{Log: &log}); err != nil {
+		t.Fatal(err)
+	}
+	steps := readSteps(t, straight.Out)
+	if len(steps) != 3 || steps[0].Step != 2 || steps[2].Step != 6 || steps[0].GradNorm == nil || steps[0].LR <= 0 {
+		t.Fatalf("steps.jsonl %+v: want steps 2, 4, 6 with a gradient norm and an lr", steps)
+	}
+	if !strings.Contains(log.String(), "epoch 1 step 2/3: loss ") {
+		t.Errorf("no step line outside a terminal:\n%s", log.String())
+	}
+	events, _ := filepath.Glob(filepath.Join(straight.Out, TensorBoardDir, "events.out.tfevents.*"))
+	if len(events) != 1 {
+		t.Fatalf("event files %v, want one", events)
+	}
+	if n := countRecords(t, events[0]); n != 1+3+2 { // version, 3 logged steps, 2 epochs
+		t.Errorf("%d TFRecords, want 6", n)
+	}
+
+	cfg := cfgFor()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	tr, err := New(cfg, Options{Hooks: []Hook{interruptAt(0, 1, func() { cancel(errors.New("stop")) })}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(ctx); !errors.Is(err, ErrInterrupted) {
+		t.Fatal(err)
+	}
+	// (stopped at global step 1, inside the first window of two steps)
+	// a line written after the checkpoint (a kill between the two) is dropped on resume
+	if err := appendJSONLine(filepath.Join(cfg.Out, StepsFile), StepRecord{Step: 99}); err != nil {
+		t.Fatal(err)
+	}
+	if tr, err = Resume(cfg.Out, Overrides{}, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := readSteps(t, cfg.Out)
+	for i := range got {
+		got[i].ImagesPerS, steps[i].ImagesPerS = 0, 0
+	}
+	if !reflect.DeepEqual(got, steps) {
+		t.Errorf("resumed steps.jsonl\n%+v\nstraight\n%+v", got, steps)
+	}
+}
+
+func readSteps(t *testing.T, dir string) []StepRecord {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, StepsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []StepRecord
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r StepRecord
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// countRecords counts the TFRecords of an event file (length, length CRC, data, data CRC).
+func countRecords(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for len(b) >= 12 {
+		size := binary.LittleEndian.Uint64(b)
+		if uint64(len(b)) < 16+size {
+			t.Fatalf("torn record after %d", n)
+		}
+		b = b[16+size:]
+		n++
+	}
+	if len(b) != 0 {
+		t.Fatalf("%d trailing bytes", len(b))
+	}
+	return n
 }

@@ -54,7 +54,9 @@ type Trainer struct {
 	hooks []Hook
 	state Progress
 	stop  string // set by Stop: the run ends after the current hook point
-	saved struct {
+	// closers release what hooks opened (Close calls them).
+	closers []func() error
+	saved   struct {
 		step    int  // GlobalStep of the last save of last.safetensors (-1: none)
 		pending bool // and whether it was saved with a pending epoch end
 		good    string

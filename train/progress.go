@@ -70,10 +70,11 @@ type lineProgress struct {
 	desc  string
 	start time.Time
 	last  time.Time
+	quiet bool // no periodic lines
 }
 
 func (p *lineProgress) update(done int, status string) {
-	if time.Since(p.last) < 30*time.Second || done >= p.total {
+	if p.quiet || time.Since(p.last) < 30*time.Second || done >= p.total {
 		return
 	}
 	p.last = time.Now()
@@ -97,6 +98,9 @@ func (t *Trainer) progressHooks() []Hook {
 		{"progress", AtStart, 0, func(t *Trainer, _ *Event) error { t.printStart(); return nil }},
 		{"progress", AtEpochStart, 0, func(t *Trainer, _ *Event) error {
 			bar = newProgress(t.Log(), t.opt.Terminal, t.data.steps, fmt.Sprintf("epoch %d/%d", t.state.Epoch+1, t.cfg.Epochs))
+			if lp, ok := bar.(*lineProgress); ok && t.cfg.LogEvery > 0 {
+				lp.quiet = true // the step log prints every --log-every steps instead
+			}
 			start, startStep = time.Now(), t.state.EpochStep
 			return nil
 		}},

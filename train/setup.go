@@ -163,12 +163,16 @@ func (t *Trainer) Close() error {
 	if t.eval != nil {
 		t.eval.Close()
 	}
-	if t.lock == nil {
-		return nil
+	var errs []error
+	for _, c := range t.closers {
+		errs = append(errs, c())
 	}
-	err := t.lock.Close()
-	t.lock = nil
-	return err
+	t.closers = nil
+	if t.lock != nil {
+		errs = append(errs, t.lock.Close())
+		t.lock = nil
+	}
+	return errors.Join(errs...)
 }
 
 func (ov Overrides) apply(cfg *Config) {
@@ -210,7 +214,10 @@ func (t *Trainer) resumable(dir string, ov Overrides) error {
 	if dropped > 0 {
 		fmt.Fprintf(t.Log(), "metrics.jsonl: dropped %d record(s) written after the checkpoint\n", dropped)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return truncateSteps(filepath.Join(dir, StepsFile), s.GlobalStep)
 }
 
 func (t *Trainer) writeConfig() error {

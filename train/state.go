@@ -25,6 +25,9 @@ type Progress struct {
 	LossCount   int     `json:"loss_count"`
 	GradNormSum float64 `json:"grad_norm_sum,omitempty"`
 	Seconds     float64 `json:"seconds"`
+	// The running loss since the last --log-every line.
+	LogLossSum float64 `json:"log_loss_sum,omitempty"`
+	LogSteps   int     `json:"log_steps,omitempty"`
 	// Pending is the record of the last epoch while its end (evaluation, metrics.jsonl,
 	// best checkpoint) has not completed: a resume finishes it first.
 	Pending *report.EpochRecord `json:"pending,omitempty"`

@@ -174,6 +174,8 @@ func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
 	fs.StringVar(&c.Pretrained, "pretrained", c.Pretrained, "initialise from a safetensors file with torchvision names")
 	fs.Float64Var(&c.EMA, "ema", c.EMA, "keep an exponential moving average of the weights with this decay (e.g. 0.999) for evaluation and best.safetensors")
 	fs.Float64Var(&c.ClipGradNorm, "clip-grad-norm", c.ClipGradNorm, "clip the gradients' global L2 norm to this (0: no clipping)")
+	fs.IntVar(&c.LogEvery, "log-every", c.LogEvery, "log loss, lr, gradient norm and speed every N steps to RUNDIR/steps.jsonl (and as lines outside a terminal)")
+	fs.BoolVar(&c.TensorBoard, "tensorboard", c.TensorBoard, "write TensorBoard event files to RUNDIR/tb")
 	fs.IntVar(&c.EarlyStop, "early-stop", c.EarlyStop, "stop after N evaluations without a better validation score (0: never)")
 	fs.BoolVar(&c.SyncBN, "sync-bn", c.SyncBN, "with --distributed: batch norm statistics over the whole global batch")
 	fs.StringVar(&tf.resume, "resume", "", "resume the run in this directory (or from its last.safetensors)")
