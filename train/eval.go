@@ -115,11 +115,12 @@ type EvalResult struct {
 	TopK      *metrics.TopK                // classification
 	Images    int
 	Seconds   float64
-	// Loss is the mean over batches of the loss (NaN unless the evaluator has one).
+	// Loss is the mean loss per image (NaN unless the evaluator has one): the sum over
+	// batches of the batch's loss times its images, in image order, over Images.
 	Loss float64
-	// LossSum and Batches are its parts, summed over ranks in a data-parallel run.
-	LossSum float64
-	Batches int
+	// ImageLoss holds, at the index of each batch's first image, the batch's loss times
+	// its images (the parts of Loss, merged over ranks in image order).
+	ImageLoss []float64
 }
 
 // Metric is the value used to pick the best checkpoint: mIoU or top-1 accuracy.
@@ -152,8 +153,8 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 		if err != nil {
 			return nil, err
 		}
-		res.LossSum += loss
-		res.Batches++
+		res.ImageLoss = append(res.ImageLoss, make([]float64, b.N)...)
+		res.ImageLoss[res.Images] = loss * float64(b.N)
 		if res.Task == label.Segmentation {
 			plane := b.H * b.W
 			if cap(pred) < b.N*plane {
@@ -186,7 +187,16 @@ func Evaluate(ctx context.Context, e *Evaluator, l *data.Loader, names []string,
 	if err != nil {
 		return nil, err
 	}
-	res.Loss = res.LossSum / float64(res.Batches)
+	res.Loss = meanLoss(res.ImageLoss)
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// meanLoss sums the per-image parts in order (the same bits however they were computed).
+func meanLoss(parts []float64) float64 {
+	var sum float64
+	for _, v := range parts {
+		sum += v
+	}
+	return sum / float64(len(parts))
 }

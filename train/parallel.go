@@ -207,14 +207,12 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 			counts = append(counts, &k.ClassSamples[i], &k.ClassHits[i])
 		}
 	}
-	buf := make([]float64, len(counts)+4)
+	buf := make([]float64, len(counts)+2)
 	for i, p := range counts {
 		buf[i] = float64(*p)
 	}
 	buf[len(counts)] = float64(res.Images)
 	buf[len(counts)+1] = res.Seconds
-	buf[len(counts)+2] = res.LossSum
-	buf[len(counts)+3] = float64(res.Batches)
 	if err := c.AllreduceF64(buf); err != nil {
 		return fmt.Errorf("train: merge evaluation counts: %w", err)
 	}
@@ -226,8 +224,9 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 	}
 	res.Images = int(buf[len(counts)])
 	res.Seconds = buf[len(counts)+1] / float64(c.Size()) // the ranks ran side by side
-	res.LossSum, res.Batches = buf[len(counts)+2], int(buf[len(counts)+3])
-	res.Loss = res.LossSum / float64(res.Batches)
+	if err := reduceLoss(c, res); err != nil {
+		return err
+	}
 	var err error
 	if res.Task == label.Segmentation {
 		res.Seg, err = res.Confusion.ScoresNamed(names)
@@ -235,6 +234,23 @@ func reduceEval(c distributed.Comm, res *EvalResult, names []string) error {
 		res.Cls, err = res.TopK.ScoresNamed(names)
 	}
 	return err
+}
+
+// reduceLoss puts every rank's per-image loss parts at their images' places in the
+// whole validation split (rank r scored images r, r+N, ...) and sums them in image
+// order, as one process would.
+func reduceLoss(c distributed.Comm, res *EvalResult) error {
+	all := make([]float64, res.Images)
+	for k, v := range res.ImageLoss {
+		if i := c.Rank() + k*c.Size(); i < len(all) {
+			all[i] = v
+		}
+	}
+	if err := c.AllreduceF64(all); err != nil { // (each place has one non-zero part: exact)
+		return fmt.Errorf("train: merge validation losses: %w", err)
+	}
+	res.ImageLoss, res.Loss = all, meanLoss(all)
+	return nil
 }
 
 // emptyEval is the result of a rank whose share of the validation split is empty.
