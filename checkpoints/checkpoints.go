@@ -17,6 +17,8 @@
 // present; a file without one (not written by vggo) loads unchecked. Save and Load
 // refuse tensors holding NaN or ±Inf (CheckFinite), naming them.
 //
+// Load also reads PyTorch files (.pth, .pt), detected by content, through package pth.
+//
 // A run directory belongs to one process at a time: LockRun takes its lock, and
 // NewManager removes only the temporary files of writers that are gone.
 package checkpoints
@@ -486,7 +488,14 @@ func jsonString(s string) string {
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
-// Load reads a safetensors file. It refuses, with a *FormatError naming path, a file
+// Load reads a safetensors file or a PyTorch file (.pth, .pt: torch.save of a
+// state_dict or of a training-checkpoint dict holding one), telling them apart by their
+// first bytes, not by the extension. A PyTorch file is read by package pth (floats as
+// F32, integers as I64, num_batches_tracked left out, no pickled code run); its File
+// has no vggo metadata but MetaSourceFormat and, for a training checkpoint,
+// MetaStateDictKey. Its tensors are checked for NaN and ±Inf as below.
+//
+// For a safetensors file, Load refuses, with a *FormatError naming path, a file
 // that is too short, has a header length beyond the file, an invalid header, tensor
 // offsets that are out of range, overlap, leave gaps or disagree with dtype×shape, a
 // data section shorter (ErrTruncated) or longer than the header declares, an element
@@ -507,6 +516,13 @@ func load(path string, checkFinite bool) (*File, error) {
 		return nil, fmt.Errorf("checkpoints: load: %w", err)
 	}
 	defer fh.Close()
+	if isPyTorch(sniff(fh)) {
+		st, err := fh.Stat()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoints: load: %w", err)
+		}
+		return loadPyTorch(fh, st.Size(), path, checkFinite)
+	}
 	h, err := readHeader(fh, path)
 	if err != nil {
 		return nil, err
@@ -522,6 +538,9 @@ func LoadBytes(b []byte, path string) (*File, error) {
 
 func loadBytes(b []byte, path string, checkFinite bool) (*File, error) {
 	r := bytes.NewReader(b)
+	if isPyTorch(sniffBytes(b)) {
+		return loadPyTorch(r, int64(len(b)), path, checkFinite)
+	}
 	h, err := parseHeader(r, int64(len(b)), path)
 	if err != nil {
 		return nil, err
@@ -647,14 +666,18 @@ type Header struct {
 }
 
 // Inspect reads and validates the header of a safetensors file (the same checks as
-// Load, short of reading the data and verifying the checksum), so that names, shapes
-// and metadata can be examined without reading gigabytes. Any dtype is accepted.
+// Load, short of reading the data and verifying the checksum), or the pickle of a
+// PyTorch file, so that names, shapes and metadata can be examined without reading
+// gigabytes. Any dtype is accepted.
 func Inspect(path string) (*Header, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoints: inspect: %w", err)
 	}
 	defer fh.Close()
+	if isPyTorch(sniff(fh)) {
+		return inspectPyTorch(fh, path)
+	}
 	h, err := readHeader(fh, path)
 	if err != nil {
 		return nil, err

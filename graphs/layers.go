@@ -16,6 +16,7 @@ type act struct {
 	node    *G.Node
 	shape   []int        // NCHW, or (N, features) after Flatten
 	pending *pendingConv // a convolution left for the next batch norm to fold in (node is nil)
+	id      int          // the index of the layer that made it, in net.layers
 }
 
 // pendingConv is what Conv2DBatchNorm needs of a convolution.
@@ -64,6 +65,8 @@ type net struct {
 	bnLayers   []string
 	dropLayers []string
 	rows       []Row
+	layers     []Layer        // the layer list (see Layers)
+	poolAt     map[string]int // pooling layers kept for unpooling, by key
 	err        error
 }
 
@@ -107,6 +110,7 @@ func (n *net) input(batch, h, w int) act {
 		n.in = x.node
 	}
 	n.row("input", "", "Input", x.shape, 0)
+	x.id = n.record(Layer{Kind: LayerInput, Name: "input"}, x.shape)
 	return x
 }
 
@@ -167,6 +171,7 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 		}
 	}
 	n.row(layer, module, "Conv2D", y.shape, cout*cin*k*k+cout)
+	y.id = n.record(Layer{Kind: LayerConv, Name: layer, Module: module, Inputs: []int{x.id}, Kernel: k, Stride: stride, Pad: p, ReLU: reluLayer != ""}, y.shape)
 	if reluLayer != "" {
 		n.row(reluLayer, "", "ReLU", y.shape, 0)
 	}
@@ -201,6 +206,7 @@ func (n *net) batchNormAct(x act, module, layer, reluLayer string) act {
 		}
 	}
 	n.row(layer, module, "BatchNorm", y.shape, 4*c)
+	y.id = n.record(Layer{Kind: LayerBatchNorm, Name: layer, Module: module, Inputs: []int{x.id}, ReLU: reluLayer != ""}, y.shape)
 	if reluLayer != "" {
 		n.row(reluLayer, "", "ReLU", y.shape, 0)
 	}
@@ -220,6 +226,7 @@ func (n *net) relu(x act, layer string) act {
 		}
 	}
 	n.row(layer, "", "ReLU", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerReLU, Name: layer, Inputs: []int{x.id}}, y.shape)
 	return y
 }
 
@@ -249,6 +256,10 @@ func (n *net) maxPool(x act, layer string, k, s int, key string) act {
 		}
 	}
 	n.row(layer, "", "MaxPool2D", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerMaxPool, Name: layer, Inputs: []int{x.id}, Kernel: k, Stride: s}, y.shape)
+	if key != "" {
+		n.keepPool(key, y.id)
+	}
 	return y
 }
 
@@ -271,6 +282,7 @@ func (n *net) unpool(x act, layer, key string, h, w int) act {
 		}
 	}
 	n.row(layer, "", "MaxUnpool2D", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerMaxUnpool, Name: layer, Inputs: []int{x.id, n.poolAt[key]}}, y.shape)
 	return y
 }
 
@@ -287,6 +299,7 @@ func (n *net) upsample(x act, layer string) act {
 		}
 	}
 	n.row(layer, "", "UpSampling2D", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerUpsample, Name: layer, Inputs: []int{x.id}, Scale: 2}, y.shape)
 	return y
 }
 
@@ -307,6 +320,7 @@ func (n *net) concat(layer string, a, b act) act {
 		}
 	}
 	n.row(layer, "", "Concatenate", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerConcat, Name: layer, Inputs: []int{a.id, b.id}}, y.shape)
 	return y
 }
 
@@ -323,6 +337,7 @@ func (n *net) flatten(x act, layer string) act {
 		}
 	}
 	n.row(layer, "", "Flatten", y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerFlatten, Name: layer, Inputs: []int{x.id}}, y.shape)
 	return y
 }
 
@@ -342,6 +357,7 @@ func (n *net) linear(x act, module, layer string, out int) act {
 		}
 	}
 	n.row(layer, module, "Dense", y.shape, out*in+out)
+	y.id = n.record(Layer{Kind: LayerLinear, Name: layer, Module: module, Inputs: []int{x.id}}, y.shape)
 	return y
 }
 
@@ -359,5 +375,6 @@ func (n *net) dropout(x act, module, layer string) act {
 		}
 	}
 	n.row(layer, module, fmt.Sprintf("Dropout(%g)", n.cfg.Dropout), y.shape, 0)
+	y.id = n.record(Layer{Kind: LayerDropout, Name: layer, Module: module, Inputs: []int{x.id}}, y.shape)
 	return y
 }

@@ -153,10 +153,14 @@ type PretrainedReport struct {
 	Loaded  []string          // model names filled
 	Skipped map[string]string // file name → why it was not used
 	Missing []string          // model parameters left at their initial values
+	Source  string            // what the file was, when not safetensors (checkpoints.File.Source)
 }
 
 // Print writes a short account of the report.
 func (r *PretrainedReport) Print(w io.Writer, path string) {
+	if r.Source != "" {
+		path += " (" + r.Source + ")"
+	}
 	fmt.Fprintf(w, "pretrained %s: loaded %d tensors, skipped %d, %d model tensors keep their initial values\n",
 		path, len(r.Loaded), len(r.Skipped), len(r.Missing))
 	n := 0
@@ -170,8 +174,8 @@ func (r *PretrainedReport) Print(w io.Writer, path string) {
 	}
 }
 
-// LoadPretrained fills the parameters of m that a safetensors file with torchvision names
-// provides: same-name tensors of the same shape, and for the segmentation models the VGG
+// LoadPretrained fills the parameters of m that a safetensors or PyTorch (.pth) file with
+// torchvision names provides: same-name tensors of the same shape, and for the segmentation models the VGG
 // encoder from torchvision's classifier weights (vgg16-segnet's encoder.N from vgg16_bn's
 // features.N; vgg19-unet's bK.J from vgg19's features.N). Everything else is reported,
 // not silently dropped.
@@ -181,7 +185,7 @@ func LoadPretrained(m *graphs.Model, path string) (*PretrainedReport, error) {
 		return nil, err
 	}
 	rename := pretrainedMap(m)
-	rep := &PretrainedReport{Skipped: map[string]string{}}
+	rep := &PretrainedReport{Skipped: map[string]string{}, Source: f.Source()}
 	filled := map[string]bool{}
 	for _, t := range f.Tensors {
 		if !isWeight(t.Name) {

@@ -3,9 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/vggo/vggo/checkpoints"
 	"github.com/vggo/vggo/data"
+	"github.com/vggo/vggo/onnx"
 	"github.com/vggo/vggo/report"
 	"github.com/vggo/vggo/train"
 )
@@ -13,20 +18,34 @@ import (
 func exportCmd() *command {
 	c := &command{
 		name:  "export",
-		usage: "--checkpoint FILE --out FILE.safetensors",
-		short: "write a weights-only safetensors file with PyTorch parameter names",
-		long: `Export writes the model's parameters and batch-norm buffers, without optimizer state,
-under the state_dict names of the PyTorch reference models (torchvision's features.0.weight,
+		usage: "--checkpoint FILE [--model M ...] --out FILE [--format safetensors|onnx]",
+		short: "write the model as a weights-only safetensors file or as ONNX",
+		long: `Export writes the model of a training checkpoint, or of a weights file with --model
+(a .safetensors file, or a PyTorch .pth/.pt state_dict), in one of two formats. The format
+is --format, else the extension of --out (.onnx means onnx), else safetensors.
+
+safetensors: the model's parameters and batch-norm buffers, without optimizer state, under
+the state_dict names of the PyTorch reference models (torchvision's features.0.weight,
 classifier.6.bias, ...), so that torch.nn.Module.load_state_dict(safetensors.torch.load_file(F),
 strict=False) loads them (num_batches_tracked is not stored).
 
-Example:
-	vggo export --checkpoint runs/unet/best.safetensors --out unet.safetensors`,
+onnx: the model in evaluation mode as an ONNX graph (opset 13) for onnxruntime, OpenVINO,
+TensorRT: input "input", float32 (N, 3, H, W) normalised as vggo normalises images, RGB
+(pixel/255 - mean)/std with mean 0.485, 0.456, 0.406 and std 0.229, 0.224, 0.225; output
+"logits", (N, classes) for classifiers, (N, classes, H, W) for segmentation models. N is
+dynamic, and so are H and W for segmentation models (multiples of their stride);
+classifiers take the input size they were built with (--input-size with --model).
+
+Examples:
+	vggo export --checkpoint runs/unet/best.safetensors --out unet.safetensors
+	vggo export --checkpoint runs/unet/best.safetensors --out unet.onnx
+	vggo export --checkpoint vgg16_bn.pth --model vgg16-bn --out vgg16_bn.onnx`,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		fs := newFlags(c)
-		ckpt := fs.String("checkpoint", "", "training checkpoint")
+		ckpt := fs.String("checkpoint", "", "training checkpoint, or weights file (.safetensors, .pth) with --model")
 		out := fs.String("out", "", "output file")
+		format := fs.String("format", "", "safetensors or onnx (default: from the --out extension, else safetensors)")
 		mf := addModelFlags(fs)
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
@@ -34,15 +53,35 @@ Example:
 		if *out == "" {
 			return usagef("--out is required")
 		}
+		switch *format {
+		case "":
+			*format = "safetensors"
+			if strings.EqualFold(filepath.Ext(*out), ".onnx") {
+				*format = "onnx"
+			}
+		case "safetensors", "onnx":
+		default:
+			return usagef("--format %q: want safetensors or onnx", *format)
+		}
 		m, names, err := mf.load(*ckpt)
 		if err != nil {
 			return err
 		}
-		if err := checkpoints.Save(*out, train.WeightsFile(m, names)); err != nil {
+		start := time.Now()
+		if *format == "onnx" {
+			err = onnx.WriteFile(*out, m, onnx.Options{ClassNames: names})
+		} else {
+			err = checkpoints.Save(*out, train.WeightsFile(m, names))
+		}
+		if err != nil {
 			return err
 		}
 		total, _, _ := m.Counts()
-		fmt.Fprintf(e.stdout, "wrote %s: %s, %d tensors, %d numbers\n", *out, m.Config.Arch, len(m.Params), total)
+		var size int64
+		if st, err := os.Stat(*out); err == nil {
+			size = st.Size()
+		}
+		fmt.Fprintf(e.stdout, "wrote %s (%s, %.1f MB in %.1fs): %s, %d tensors, %d numbers\n", *out, *format, float64(size)/1e6, time.Since(start).Seconds(), m.Config.Arch, len(m.Params), total)
 		return nil
 	}
 	return c
