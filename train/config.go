@@ -87,15 +87,25 @@ type Config struct {
 }
 
 // Recipe returns the usual configuration for training arch with the given optimizer
-// ("sgd", "adam" or "adamw"): for segmentation SGD momentum 0.9, lr 0.01, weight decay
-// 1e-4, poly schedule, 512x512 crops; for classifiers the same with weight decay 5e-4,
-// a step schedule (x0.1 every third of the run), 224x224 crops and image folders. demo
-// selects the small setting of the built-in demo data (width 1/8, 128x128, 12 epochs).
+// ("sgd", "adam" or "adamw"; "" for the recipe's own): for segmentation SGD momentum 0.9,
+// lr 0.01, weight decay 1e-4, poly schedule, 512x512 crops; for classifiers the same with
+// weight decay 5e-4, a step schedule (x0.1 every third of the run), 224x224 crops and
+// image folders. demo selects the small setting of the built-in demo data: width 1/8,
+// 128x128, 12 epochs, and by default AdamW at lr 0.004 (weight decay 0.01) with a cosine
+// schedule after a one-epoch warm-up, with which every demo class is learnt (SGD at
+// lr 0.01 left aeroplane and dog below an IoU of 0.1 on this U-Net without batch norm).
 // The data root and the output directory are left to the caller.
 func Recipe(arch, optimizer string, demo bool) (Config, error) {
 	info, err := graphs.Lookup(arch)
 	if err != nil {
 		return Config{}, err
+	}
+	ownOptimizer := optimizer == ""
+	if ownOptimizer {
+		optimizer = "sgd"
+		if demo {
+			optimizer = "adamw"
+		}
 	}
 	seg := info.Task == label.Segmentation
 	c := Config{
@@ -118,6 +128,9 @@ func Recipe(arch, optimizer string, demo bool) (Config, error) {
 	}
 	if demo {
 		c.Model.Mult, c.Epochs, c.CropH, c.CropW = 0.125, 12, 128, 128
+		if ownOptimizer {
+			c.Schedule, c.WarmupEpochs = Schedule{Kind: "cosine", BaseLR: 0.004}, 1
+		}
 	}
 	return c, nil
 }

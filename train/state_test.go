@@ -76,3 +76,36 @@ func TestConfigReadsLegacyKeys(t *testing.T) {
 		t.Errorf("Resolved: power %v, lr %v vs %v", r.Power, r.LR(50), wantS.LR(50))
 	}
 }
+
+func TestRecipe(t *testing.T) {
+	tests := []struct {
+		arch, opt string
+		demo      bool
+		want      func(c Config) bool
+	}{
+		{"vgg19-unet", "", false, func(c Config) bool {
+			return c.Optimizer.Kind == "sgd" && c.Optimizer.WeightDecay == 1e-4 && c.Schedule == Schedule{Kind: "poly", BaseLR: 0.01} && c.CropH == 512 && c.Data.Kind == "voc" && c.Model.Mult == 1
+		}},
+		{"vgg16", "", false, func(c Config) bool {
+			return c.Optimizer.WeightDecay == 5e-4 && c.Schedule.Kind == "step" && c.CropH == 224 && c.Data.Kind == "folder"
+		}},
+		{"vgg19-unet", "", true, func(c Config) bool {
+			return c.Optimizer.Kind == "adamw" && c.Schedule == Schedule{Kind: "cosine", BaseLR: 0.004} && c.WarmupEpochs == 1 && c.Epochs == 12 && c.Model.Mult == 0.125 && c.CropH == 128
+		}},
+		{"vgg19-unet", "sgd", true, func(c Config) bool {
+			return c.Optimizer.Kind == "sgd" && c.Optimizer.Momentum == 0.9 && c.Schedule.Kind == "poly" && c.WarmupEpochs == 0
+		}},
+		{"vgg16-segnet", "adam", false, func(c Config) bool {
+			return c.Optimizer == DefaultOptimizerConfig("adam") && c.Schedule.Kind == "poly"
+		}},
+	}
+	for _, tt := range tests {
+		c, err := Recipe(tt.arch, tt.opt, tt.demo)
+		if err != nil || !tt.want(c) {
+			t.Errorf("Recipe(%q, %q, %v) = %+v, %v", tt.arch, tt.opt, tt.demo, c, err)
+		}
+	}
+	if _, err := Recipe("resnet", "", false); err == nil {
+		t.Error("Recipe(resnet): no error")
+	}
+}

@@ -104,12 +104,19 @@ type trainFlags struct {
 // and every other field keeps the recipe's value.
 func parseTrainFlags(e *env, c *command, args []string) (*trainFlags, error) {
 	first := &trainFlags{}
-	first.cfg, _ = train.Recipe("vgg19-unet", "sgd", true)
+	first.cfg, _ = train.Recipe("vgg19-unet", "", true)
 	// (-h is answered by the second pass, with the defaults of the recipe asked for)
-	if err := defineTrainFlags(newFlags(c), first).Parse(args); err != nil && !errors.Is(err, flag.ErrHelp) {
+	fs1 := defineTrainFlags(newFlags(c), first)
+	if err := fs1.Parse(args); err != nil && !errors.Is(err, flag.ErrHelp) {
 		return nil, usagef("%v", err)
 	}
-	rec, err := train.Recipe(first.cfg.Model.Arch, first.cfg.Optimizer.Kind, first.cfg.Data.Root == "")
+	optimizer := "" // the recipe's own, unless given
+	fs1.Visit(func(f *flag.Flag) {
+		if f.Name == "optimizer" {
+			optimizer = first.cfg.Optimizer.Kind
+		}
+	})
+	rec, err := train.Recipe(first.cfg.Model.Arch, optimizer, first.cfg.Data.Root == "")
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
