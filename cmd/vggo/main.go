@@ -44,6 +44,7 @@ func commands() []*command {
 		trainCmd(),
 		evalCmd(),
 		predictCmd(),
+		serveCmd(),
 		summaryCmd(),
 		dataCmd(),
 		demoDataCmd(),
