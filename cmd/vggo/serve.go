@@ -104,7 +104,7 @@ Examples:
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(e.stderr, "vggo serve: ", 0)}
+		srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * time.Minute, IdleTimeout: 2 * time.Minute, ErrorLog: log.New(e.stderr, "vggo serve: ", 0)}
 		info := m.Info()
 		fmt.Fprintf(e.stdout, "serving %s (%s, %d classes) on http://%s\n", info.Config.Arch, info.Task, info.Config.Classes, ln.Addr())
 		served := make(chan error, 1)
