@@ -63,10 +63,11 @@ func (m *Model) classProbs(ctx context.Context, imgs []image.Image) ([]*Probs, e
 		passes = 2
 	}
 	out := make([]*Probs, len(imgs))
-	prog := newProgress(m.opt.Progress, (len(imgs)+m.opt.Batch-1)/m.opt.Batch*passes)
+	full := len(imgs) / m.opt.Batch
+	prog := newProgress(m.opt.Progress, (full+len(imgs)-full*m.opt.Batch)*passes)
 	size := 3 * h * w
-	for lo := 0; lo < len(imgs); lo += m.opt.Batch {
-		part := imgs[lo:min(lo+m.opt.Batch, len(imgs))]
+	for lo := 0; lo < len(imgs); {
+		part := imgs[lo : lo+batchSize(len(imgs)-lo, m.opt.Batch)]
 		n := len(part)
 		in := make([]float32, n*size)
 		for i, img := range part {
@@ -103,6 +104,7 @@ func (m *Model) classProbs(ctx context.Context, imgs []image.Image) ([]*Probs, e
 			}
 			prog.step()
 		}
+		lo += n
 	}
 	return out, nil
 }

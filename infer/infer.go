@@ -102,6 +102,8 @@ type Options struct {
 
 	// Batch is the most images SegmentBatch and ClassifyBatch put in one forward pass
 	// (default 1). Segmentation batches only images of the same padded size, run whole.
+	// A call runs full batches, then the images left one by one, so that each input size
+	// needs at most two compiled graphs.
 	Batch int
 	// Concurrency is how many forward passes may run at once, each on its own compiled
 	// graphs (default 1). It is fixed when the model is opened; With keeps it.

@@ -452,3 +452,28 @@ func TestMaskPalette(t *testing.T) {
 		t.Errorf("palette %d entries, 15 = %v", len(mk.Palette), mk.Palette[15])
 	}
 }
+
+// TestBatchShapes: a call runs full batches and then single images, so one image size
+// compiles at most two graphs (a graph's batch size is fixed).
+func TestBatchShapes(t *testing.T) {
+	m := newUNet(t, Options{Batch: 3, Graphs: 2})
+	var imgs []image.Image
+	for i := range 5 {
+		imgs = append(imgs, noise(32, 32, uint64(i)))
+	}
+	for _, n := range []int{5, 2, 4, 1} {
+		if _, err := m.SegmentBatch(context.Background(), imgs[:n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := <-m.slots
+	defer func() { m.slots <- s }()
+	var keys [][3]int
+	for k := range s.cache {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [3]int) int { return a[0] - b[0] })
+	if !slices.Equal(keys, [][3]int{{1, 32, 32}, {3, 32, 32}}) {
+		t.Errorf("compiled shapes %v, want batch 1 and 3 of 32x32", keys)
+	}
+}

@@ -100,8 +100,9 @@ func (m *Model) SegmentBatch(ctx context.Context, imgs []image.Image) ([]*image.
 	}
 	for _, k := range keys {
 		idx := groups[k]
-		for lo := 0; lo < len(idx); lo += m.opt.Batch {
-			part := idx[lo:min(lo+m.opt.Batch, len(idx))]
+		for lo := 0; lo < len(idx); {
+			part := idx[lo : lo+batchSize(len(idx)-lo, m.opt.Batch)]
+			lo += len(part)
 			sinks := make([]rowSink, len(part))
 			batch := make([]*image.RGBA, len(part))
 			for j, i := range part {
@@ -113,6 +114,16 @@ func (m *Model) SegmentBatch(ctx context.Context, imgs []image.Image) ([]*image.
 		}
 	}
 	return out, nil
+}
+
+// batchSize is the size of the next forward pass for n images left: a full batch, or
+// one image. A graph's batch size is fixed, so batches of 2 or 3 out of 4 would compile
+// (and evict) graphs of their own; full batches and single images need two per size.
+func batchSize(n, batch int) int {
+	if n >= batch {
+		return batch
+	}
+	return 1
 }
 
 func newMask(b image.Rectangle) *image.Paletted {
