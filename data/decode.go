@@ -25,23 +25,34 @@ const pngSig = "\x89PNG\r\n\x1a\n"
 func isPNG(b []byte) bool  { return len(b) >= 8 && string(b[:8]) == pngSig }
 func isJPEG(b []byte) bool { return len(b) >= 2 && b[0] == 0xff && b[1] == 0xd8 }
 
-func checkSize(kind string, w, h int) error {
+func checkSize(kind string, w, h int) error { return checkSizeMax(kind, w, h, MaxPixels) }
+
+func checkSizeMax(kind string, w, h, maxPixels int) error {
 	if w <= 0 || h <= 0 {
 		return errorf(ErrCorrupt, "%s header claims %dx%d pixels", kind, w, h)
 	}
-	if int64(w)*int64(h) > MaxPixels {
-		return errorf(ErrTooLarge, "%s header claims %dx%d = %.0f megapixels, over the %d-megapixel limit (downscale the file)",
-			kind, w, h, float64(w)*float64(h)/(1<<20), MaxPixels>>20)
+	if int64(w)*int64(h) > int64(maxPixels) {
+		return errorf(ErrTooLarge, "%s header claims %dx%d = %.1f megapixels, over the %.1f-megapixel limit (downscale the file)",
+			kind, w, h, float64(w)*float64(h)/(1<<20), float64(maxPixels)/(1<<20))
 	}
 	return nil
 }
 
 // DecodeImage decodes a JPEG or PNG image into opaque RGB (an *image.RGBA whose
 // alpha is 255 and whose bounds start at 0,0). Grayscale, CMYK, palette and
-// 16-bit images are converted; alpha is dropped. The header is checked first:
-// more than MaxPixels pixels is an ErrTooLarge error.
+// 16-bit images are converted; alpha is dropped. A JPEG's EXIF orientation is
+// applied, so a phone photo stored sideways comes out upright, as viewers show it
+// (and as a mask drawn on it is). The header is checked first: more than MaxPixels
+// pixels is an ErrTooLarge error.
 func DecodeImage(b []byte) (*image.RGBA, error) {
-	img, err := decodeImage(b)
+	return DecodeImageMax(b, MaxPixels)
+}
+
+// DecodeImageMax is DecodeImage with another pixel limit (a server taking uploads
+// sets a lower one): a header claiming more than maxPixels is an ErrTooLarge error,
+// refused before anything is allocated for the pixels.
+func DecodeImageMax(b []byte, maxPixels int) (*image.RGBA, error) {
+	img, err := decodeImage(b, maxPixels)
 	if err != nil {
 		return nil, prefixed{err}
 	}
@@ -55,14 +66,14 @@ func ReadImage(path string) (*image.RGBA, error) {
 	if err != nil {
 		return nil, &SampleError{Path: path, Err: fileError(err)}
 	}
-	img, err := decodeImage(b)
+	img, err := decodeImage(b, MaxPixels)
 	if err != nil {
 		return nil, &SampleError{Path: path, Err: err}
 	}
 	return img, nil
 }
 
-func decodeImage(b []byte) (*image.RGBA, error) {
+func decodeImage(b []byte, maxPixels int) (*image.RGBA, error) {
 	var (
 		format string
 		cfg    image.Config
@@ -75,7 +86,7 @@ func decodeImage(b []byte) (*image.RGBA, error) {
 	case isPNG(b):
 		format = "PNG"
 		if w, h, ok := pngSize(b); ok { // before DecodeConfig, which wants more than IHDR
-			if err := checkSize(format, w, h); err != nil {
+			if err := checkSizeMax(format, w, h, maxPixels); err != nil {
 				return nil, err
 			}
 		}
@@ -88,7 +99,7 @@ func decodeImage(b []byte) (*image.RGBA, error) {
 	if err != nil {
 		return nil, errorf(ErrCorrupt, "corrupt %s header: %v (re-encode or remove the file)", format, err)
 	}
-	if err := checkSize(format, cfg.Width, cfg.Height); err != nil {
+	if err := checkSizeMax(format, cfg.Width, cfg.Height, maxPixels); err != nil {
 		return nil, err
 	}
 	var img image.Image
@@ -99,6 +110,9 @@ func decodeImage(b []byte) (*image.RGBA, error) {
 	}
 	if err != nil {
 		return nil, errorf(ErrCorrupt, "corrupt %s: %v (re-encode or remove the file)", format, err)
+	}
+	if format == "JPEG" {
+		return orient(toRGBA(img), jpegOrientation(b)), nil
 	}
 	return toRGBA(img), nil
 }

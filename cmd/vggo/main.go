@@ -46,6 +46,7 @@ func commands() []*command {
 		trainCmd(),
 		evalCmd(),
 		predictCmd(),
+		serveCmd(),
 		summaryCmd(),
 		dataCmd(),
 		demoDataCmd(),

@@ -3,41 +3,33 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/schollz/progressbar/v3"
+
 	"github.com/vggo/vggo/data"
-	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/infer"
 	"github.com/vggo/vggo/label"
-	"github.com/vggo/vggo/metrics"
 	"github.com/vggo/vggo/train"
 )
 
 func predictCmd() *command {
 	c := &command{
 		name:  "predict",
-		usage: "--checkpoint FILE --input IMAGE|DIR [--out DIR] [--overlay] [--json]",
+		usage: "--checkpoint FILE --input IMAGE|DIR [--out DIR] [--overlay] [--json] [--mode auto|whole|slide] [--tile HxW] [--stride HxW] [--tta]",
 		short: "run a model on images: masks for segmentation, top-5 for classifiers",
-		long: `Predict runs a model on one image or every JPEG/PNG in a directory.
-
-Segmentation models write one 8-bit palette PNG per image into --out, at the image's own
-resolution, with the VOC colormap (pixel value = class index), named after the image
-(2007_000032.jpg -> 2007_000032.png). --overlay also writes <name>_overlay.jpg, the image
-blended with the coloured mask.
-
-Classifiers print the five most probable classes of each image; --json prints one JSON
-object per line instead: {"image", "top5": [{"class", "index", "prob"}], "probs": [...]}.
-
-Examples:
-	vggo predict --checkpoint runs/unet/best.safetensors --input photo.jpg --out masks
-	vggo predict --checkpoint runs/unet/best.safetensors --input ~/VOCdevkit/VOC2012/JPEGImages --out masks --overlay
-	vggo predict --checkpoint runs/vgg16/best.safetensors --input cat.jpg --json`,
+		long:  predictHelp,
 	}
 	c.run = func(ctx context.Context, e *env, args []string) error {
 		fs := newFlags(c)
@@ -47,13 +39,14 @@ Examples:
 		overlay := fs.Bool("overlay", false, "segmentation: also write the image blended with the mask as JPEG")
 		asJSON := fs.Bool("json", false, "classifiers: one JSON object per image")
 		mf := addModelFlags(fs)
+		inf := addInferFlags(fs)
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
 		}
 		if *input == "" {
 			return usagef("--input is required")
 		}
-		m, names, err := mf.load(*ckpt)
+		opt, err := inf.options()
 		if err != nil {
 			return err
 		}
@@ -61,19 +54,24 @@ Examples:
 		if err != nil {
 			return err
 		}
-		seg := m.Info.Task == label.Segmentation
-		if seg {
+		pr := &predictor{e: e, out: *out, overlay: *overlay, asJSON: *asJSON}
+		opt.Progress = pr.progress
+		m, err := mf.open(*ckpt, opt)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		pr.m = m
+		if m.Task() == label.Segmentation {
 			if err := os.MkdirAll(*out, 0o755); err != nil {
 				return err
 			}
 		}
-		pr := &predictor{e: e, m: m, names: names, ev: train.NewEvaluator(m), out: *out, overlay: *overlay, asJSON: *asJSON}
-		defer pr.ev.Close()
 		for _, p := range paths {
 			if err := ctx.Err(); err != nil {
-				return err
+				return context.Cause(ctx)
 			}
-			if err := pr.predict(p); err != nil {
+			if err := pr.predict(ctx, p); err != nil {
 				return err
 			}
 		}
@@ -82,46 +80,111 @@ Examples:
 	return c
 }
 
+// inferFlags are the flags of predict and eval that say how images go through a model.
+type inferFlags struct {
+	mode, tile, stride, scales *string
+	tta, noFlip                *bool
+	threads                    *int
+}
+
+func addInferFlags(fs *flag.FlagSet) *inferFlags {
+	return &inferFlags{
+		mode:    fs.String("mode", "auto", "segmentation: auto (whole when the image fits one tile, else tiles), whole, or slide"),
+		tile:    fs.String("tile", "", "segmentation: sliding-window tile HxW, multiples of the model's stride (default 512x512)"),
+		stride:  fs.String("stride", "", "segmentation: step between tiles HxW (default 341x341, or 2/3 of --tile)"),
+		tta:     fs.Bool("tta", false, "test-time augmentation: scales and flips, softmax averaged"),
+		scales:  fs.String("scales", "", "with --tta: comma-separated scales (default 0.5,0.75,1,1.25,1.5,1.75)"),
+		noFlip:  fs.Bool("no-flip", false, "with --tta: no mirrored passes"),
+		threads: fs.Int("threads", 0, "threads for the convolutions (GOMAXPROCS; default: every core)"),
+	}
+}
+
+// options turns the flags into infer.Options; bad values are usage errors.
+func (f *inferFlags) options() (infer.Options, error) {
+	var o infer.Options
+	var err error
+	if o.Mode, err = infer.ParseMode(*f.mode); err != nil {
+		return o, usagef("--mode: %q: want auto, whole or slide", *f.mode)
+	}
+	if *f.tile != "" {
+		if o.TileH, o.TileW, err = parseHW(*f.tile); err != nil {
+			return o, usagef("--tile: %v", err)
+		}
+	}
+	if *f.stride != "" {
+		if o.StrideH, o.StrideW, err = parseHW(*f.stride); err != nil {
+			return o, usagef("--stride: %v", err)
+		}
+	}
+	o.TTA, o.NoFlip = *f.tta, *f.noFlip
+	if *f.scales != "" {
+		if !*f.tta {
+			return o, usagef("--scales applies with --tta")
+		}
+		for _, s := range strings.Split(*f.scales, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+			if err != nil {
+				return o, usagef("--scales: %q is not a number", s)
+			}
+			o.Scales = append(o.Scales, v)
+		}
+	}
+	if *f.noFlip && !*f.tta {
+		return o, usagef("--no-flip applies with --tta")
+	}
+	if *f.threads < 0 {
+		return o, usagef("--threads %d: want >= 1 (0: every core)", *f.threads)
+	}
+	if *f.threads > 0 {
+		runtime.GOMAXPROCS(*f.threads)
+	}
+	return o, nil
+}
+
 // predictor runs a model on image files and writes or prints what it predicts.
 type predictor struct {
 	e       *env
-	m       *graphs.Model
-	names   []string
-	ev      *train.Evaluator
+	m       *infer.Model
 	out     string
 	overlay bool
 	asJSON  bool
+	bar     *progressbar.ProgressBar
+	name    string
 }
 
-func (pr *predictor) predict(p string) error {
-	m := pr.m
-	seg := m.Info.Task == label.Segmentation
+// progress shows a bar on a terminal for images of several tiles.
+func (pr *predictor) progress(done, total int) {
+	if total < 2 || !train.IsTerminal(pr.e.stderr) {
+		return
+	}
+	if pr.bar == nil {
+		pr.bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(pr.e.stderr),
+			progressbar.OptionSetDescription(filepath.Base(pr.name)+" tiles"), progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(28), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+	}
+	_ = pr.bar.Set(done)
+	if done == total {
+		_ = pr.bar.Finish()
+		pr.bar = nil
+	}
+}
+
+func (pr *predictor) predict(ctx context.Context, p string) error {
+	pr.name = p
 	img, err := data.ReadImage(p)
 	if err != nil {
 		return err
 	}
-	chw, h, w, err := data.Preprocess(img, data.Transform{Stride: m.Info.Stride, CropH: m.Config.InputH, CropW: m.Config.InputW}, m.Info.Task)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	logits, err := pr.ev.Logits(chw, 1, h, w)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
-	}
-	classes := m.Config.Classes
-	if !seg {
-		return printTop5(pr.e, p, logits[:classes], pr.names, pr.asJSON)
-	}
-	pred := make([]int, h*w)
-	if err := metrics.ArgmaxNCHW(logits, 1, classes, h, w, pred); err != nil {
-		return err
-	}
-	b := img.Bounds()
-	mask := image.NewGray(image.Rect(0, 0, b.Dx(), b.Dy()))
-	for y := 0; y < b.Dy(); y++ {
-		for x := 0; x < b.Dx(); x++ {
-			mask.Pix[y*mask.Stride+x] = uint8(pred[y*w+x])
+	if pr.m.Task() == label.Classification {
+		probs, err := pr.m.Probabilities(ctx, img)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
 		}
+		return printTop5(pr.e, p, pr.m, probs, pr.asJSON)
+	}
+	mask, err := pr.m.Segment(ctx, img)
+	if err != nil {
+		return fmt.Errorf("%s: %w", p, err)
 	}
 	base := filepath.Join(pr.out, strings.TrimSuffix(filepath.Base(p), filepath.Ext(p)))
 	if err := writeMaskPNG(base+".png", mask); err != nil {
@@ -165,21 +228,27 @@ func imagePaths(input string) ([]string, error) {
 	return out, nil
 }
 
-func writeMaskPNG(path string, mask *image.Gray) error {
+func writeMaskPNG(path string, mask *image.Paletted) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	if err := data.EncodeMask(f, mask); err != nil {
+	if err := encodeMask(f, mask); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return f.Close()
 }
 
+// encodeMask writes a mask as VOC does: an 8-bit palette PNG, the VOC colormap, pixel
+// value = class index. predict and serve both write masks through it.
+func encodeMask(w io.Writer, mask *image.Paletted) error {
+	return data.EncodeMask(w, &image.Gray{Pix: mask.Pix, Stride: mask.Stride, Rect: mask.Rect})
+}
+
 // writeOverlay blends the image half and half with the class colours (background and
 // ignored pixels left as they are).
-func writeOverlay(path string, img *image.RGBA, mask *image.Gray) error {
+func writeOverlay(path string, img *image.RGBA, mask *image.Paletted) error {
 	b := img.Bounds()
 	out := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
 	for y := 0; y < b.Dy(); y++ {
@@ -204,27 +273,17 @@ func writeOverlay(path string, img *image.RGBA, mask *image.Gray) error {
 	return f.Close()
 }
 
-type classProb struct {
-	Class string  `json:"class"`
-	Index int     `json:"index"`
-	Prob  float64 `json:"prob"`
+// classifyJSON is the JSON of a classifier's prediction (predict --json, serve).
+type classifyJSON struct {
+	Image string        `json:"image"`
+	Top5  []infer.Class `json:"top5"`
+	Probs []float32     `json:"probs"`
 }
 
-func printTop5(e *env, path string, logits []float32, names []string, asJSON bool) error {
-	probs := make([]float32, len(logits))
-	if err := metrics.Softmax(logits, 1, len(logits), probs); err != nil {
-		return err
-	}
-	var top []classProb
-	for _, i := range metrics.TopClasses(probs, 5) {
-		top = append(top, classProb{Class: names[i], Index: i, Prob: float64(probs[i])})
-	}
+func printTop5(e *env, path string, m *infer.Model, probs *infer.Probs, asJSON bool) error {
+	top := m.Top(probs, 5)
 	if asJSON {
-		b, err := json.Marshal(struct {
-			Image string      `json:"image"`
-			Top5  []classProb `json:"top5"`
-			Probs []float32   `json:"probs"`
-		}{path, top, probs})
+		b, err := json.Marshal(classifyJSON{path, top, probs.Data})
 		if err != nil {
 			return err
 		}
@@ -233,7 +292,38 @@ func printTop5(e *env, path string, logits []float32, names []string, asJSON boo
 	}
 	fmt.Fprintf(e.stdout, "%s\n", path)
 	for _, t := range top {
-		fmt.Fprintf(e.stdout, "  %6.2f%%  %s\n", 100*t.Prob, t.Class)
+		fmt.Fprintf(e.stdout, "  %6.2f%%  %s\n", 100*t.Prob, t.Name)
 	}
 	return nil
 }
+
+const predictHelp = `Predict runs a model on one image or every JPEG/PNG in a directory.
+
+Segmentation models write one 8-bit palette PNG per image into --out, at the image's own
+resolution, with the VOC colormap (pixel value = class index), named after the image
+(2007_000032.jpg -> 2007_000032.png). --overlay also writes <name>_overlay.jpg, the image
+blended with the coloured mask. A JPEG's EXIF orientation is applied first (phone photos
+are stored sideways), so masks match the image as viewers show it.
+
+Images larger than one tile (--tile, default 512x512) are segmented in overlapping
+tiles (--stride, default 341x341): each tile's logits are added into the pixels it
+covers and divided by the number of tiles covering them (mmsegmentation's slide mode).
+Memory is bounded by the tile, so a 12-megapixel photo runs through a full-width
+vgg19-unet in about 1.5 GiB; a progress bar shows the tiles on a terminal. --mode whole
+runs every image at once (memory grows with the image); --mode slide tiles even small
+ones.
+
+--tta adds test-time augmentation: the image at each of --scales (default
+0.5,0.75,1,1.25,1.5,1.75) of its size, plain and mirrored (--no-flip: plain only), softmax
+probabilities averaged; it costs about 17 times the plain pass and holds one float per
+class and pixel. Classifiers average the image and its mirror image.
+
+Classifiers print the five most probable classes of each image; --json prints one JSON
+object per line instead: {"image", "top5": [{"class", "index", "prob"}], "probs": [...]}.
+
+Examples:
+	vggo predict --checkpoint runs/unet/best.safetensors --input photo.jpg --out masks
+	vggo predict --checkpoint runs/unet/best.safetensors --input ~/VOCdevkit/VOC2012/JPEGImages --out masks --overlay
+	vggo predict --checkpoint runs/unet/best.safetensors --input IMG_0001.jpg --tile 768x768 --stride 512x512
+	vggo predict --checkpoint runs/unet/best.safetensors --input photo.jpg --tta --scales 0.75,1,1.25
+	vggo predict --checkpoint runs/vgg16/best.safetensors --input cat.jpg --json`
