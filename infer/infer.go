@@ -22,10 +22,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/color"
 	"slices"
 	"sync"
 
 	"github.com/vggo/vggo/checkpoints"
+	"github.com/vggo/vggo/data"
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
@@ -198,12 +200,13 @@ type Model struct {
 
 // core is what the views made by With share: the weights and the compiled graphs.
 type core struct {
-	net   *graphs.Model
-	names []string
-	info  Info
-	conc  int
-	slots chan *slot
-	once  sync.Once
+	net     *graphs.Model
+	names   []string
+	palette color.Palette // of the masks: 256 colours
+	info    Info
+	conc    int
+	slots   chan *slot
+	once    sync.Once
 }
 
 // Open loads a vggo file: a training checkpoint (last.safetensors, best.safetensors) or
@@ -238,6 +241,13 @@ func New(net *graphs.Model, names []string, opt Options) (*Model, error) {
 	return newModel(net, f, "", opt)
 }
 
+func palette(f *checkpoints.File) ([]color.RGBA, error) {
+	if f == nil {
+		return nil, nil
+	}
+	return train.Palette(f)
+}
+
 func newModel(net *graphs.Model, f *checkpoints.File, path string, opt Options) (*Model, error) {
 	opt = opt.withDefaults()
 	if err := opt.check(net.Info); err != nil {
@@ -251,6 +261,11 @@ func newModel(net *graphs.Model, f *checkpoints.File, path string, opt Options) 
 		conc:  opt.Concurrency,
 		slots: make(chan *slot, opt.Concurrency),
 	}
+	cols, err := palette(f)
+	if err != nil {
+		return nil, err
+	}
+	c.palette = data.MaskPalette(cols)
 	if f != nil {
 		var p train.Progress
 		if js, ok := f.Metadata[train.MetaProgress]; ok && json.Unmarshal([]byte(js), &p) == nil {

@@ -23,14 +23,14 @@ type Probs struct {
 func (p *Probs) At(c, x, y int) float32 { return p.Data[(c*p.H+y)*p.W+x] }
 
 // Segment returns the most probable class of every pixel, at the image's own size and
-// origin, as a paletted image whose palette is the VOC colormap (pixel value = class
-// index). Large images slide the tile (see Options); ctx is checked between tiles.
+// origin, as a paletted image (pixel value = class index) whose palette is the model's
+// (the VOC colormap unless the model was trained with --palette). Large images slide the tile (see Options); ctx is checked between tiles.
 func (m *Model) Segment(ctx context.Context, img image.Image) (*image.Paletted, error) {
 	if err := m.need(label.Segmentation, "Segment"); err != nil {
 		return nil, err
 	}
 	src := rgba(img)
-	mask := newMask(img.Bounds())
+	mask := image.NewPaletted(img.Bounds(), m.palette)
 	if m.opt.TTA {
 		p, err := m.ttaProbs(ctx, src)
 		if err != nil {
@@ -82,7 +82,7 @@ func (m *Model) SegmentBatch(ctx context.Context, imgs []image.Image) ([]*image.
 	var keys [][2]int
 	for i, img := range imgs {
 		srcs[i] = rgba(img)
-		out[i] = newMask(img.Bounds())
+		out[i] = image.NewPaletted(img.Bounds(), m.palette)
 		h, w := srcs[i].Rect.Dy(), srcs[i].Rect.Dx()
 		if p := m.plan(h, w); !m.opt.TTA && p.whole {
 			k := [2]int{p.th, p.tw}
@@ -125,12 +125,6 @@ func batchSize(n, batch int) int {
 	}
 	return 1
 }
-
-func newMask(b image.Rectangle) *image.Paletted {
-	return image.NewPaletted(b, vocPalette)
-}
-
-var vocPalette = data.VOCPalette()
 
 // rgba returns img as an *image.RGBA whose bounds start at 0,0 (sharing its pixels when
 // it already is one). Alpha is ignored.
@@ -522,12 +516,12 @@ func resizeSink(next rowSink, classes, sh, sw, h, w int, flip bool) rowSink {
 	}
 }
 
-// Colors returns the VOC colour of every class index (the mask palette's first
-// entries), for legends.
-func Colors(classes int) []color.RGBA {
-	out := make([]color.RGBA, classes)
+// Colors returns the mask colour of every class (the palette's first entries), for
+// legends.
+func (m *Model) Colors() []color.RGBA {
+	out := make([]color.RGBA, len(m.names))
 	for i := range out {
-		out[i] = data.VOCColor(uint8(i))
+		out[i] = color.RGBAModel.Convert(m.palette[i]).(color.RGBA)
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"image/color"
 	"os"
 	"path/filepath"
@@ -120,5 +121,54 @@ func TestClassNamesAndPalette(t *testing.T) {
 	}
 	if code, _, errs := vggo(t, "train", "--data", demo, "--palette", filepath.Join(dir, "missing.txt"), "--out", filepath.Join(dir, "r2")); code != 2 || !strings.Contains(errs, "missing.txt") {
 		t.Errorf("a missing palette file: exit %d %q, want a usage error naming it", code, errs)
+	}
+}
+
+// predict --json describes a segmentation mask (the classes present) as serve does, and
+// the masks carry the model's palette.
+func TestPredictSegmentationJSONAndPalette(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a tiny model")
+	}
+	dir := t.TempDir()
+	demo, run, out := filepath.Join(dir, "demo"), filepath.Join(dir, "run"), filepath.Join(dir, "masks")
+	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
+		t.Fatalf("demo-data: %s", errs)
+	}
+	pal := filepath.Join(dir, "colours.txt")
+	if err := os.WriteFile(pal, []byte("#102030\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--width", "0.0625", "--epochs", "1", "--batch", "2", "--palette", pal, "--out", run); code != 0 {
+		t.Fatalf("train: %s", errs)
+	}
+	img := filepath.Join(demo, "JPEGImages", "demo_0000.jpg")
+	code, stdout, errs := vggo(t, "predict", "--checkpoint", filepath.Join(run, checkpoints.LastName), "--input", img, "--out", out, "--json")
+	if code != 0 {
+		t.Fatalf("predict: %s", errs)
+	}
+	var got struct {
+		Image, Mask   string
+		Width, Height int
+		Classes       []struct {
+			Index  int
+			Class  string
+			Pixels int
+			Share  float64
+		}
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("%v: %s", err, stdout)
+	}
+	total := 0
+	for _, c := range got.Classes {
+		total += c.Pixels
+	}
+	if got.Image != img || got.Width != 32 || got.Height != 32 || total != 32*32 || len(got.Classes) == 0 {
+		t.Errorf("predict --json: %+v, want the image, its size and classes covering its 1024 pixels", got)
+	}
+	mask := readPaletted(t, got.Mask)
+	if r, g, b, _ := mask.Palette[0].RGBA(); r>>8 != 0x10 || g>>8 != 0x20 || b>>8 != 0x30 {
+		t.Errorf("mask palette[0] = %v, want #102030 from --palette", mask.Palette[0])
 	}
 }

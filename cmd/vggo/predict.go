@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"image/png"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func predictCmd() *command {
 		input := fs.String("input", "", "an image file or a directory of images")
 		out := fs.String("out", "predictions", "output directory for masks (segmentation)")
 		overlay := fs.Bool("overlay", false, "segmentation: also write the image blended with the mask as JPEG")
-		asJSON := fs.Bool("json", false, "classifiers: one JSON object per image")
+		asJSON := fs.Bool("json", false, "one JSON object per image: the top-5 classes, or the mask's path and classes present")
 		mf := addModelFlags(fs)
 		inf := addInferFlags(fs)
 		if err := parseFlags(e, c, fs, args); err != nil {
@@ -195,8 +196,20 @@ func (pr *predictor) predict(ctx context.Context, p string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(pr.e.stdout, "%s -> %s\n", p, base+".png")
-	return nil
+	if !pr.asJSON {
+		fmt.Fprintf(pr.e.stdout, "%s -> %s\n", p, base+".png")
+		return nil
+	}
+	b, err := json.Marshal(struct {
+		Image string `json:"image"`
+		Mask  string `json:"mask"`
+		maskJSON
+	}{p, base + ".png", maskSummary(mask, pr.m.ClassNames())})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(pr.e.stdout, "%s\n", b)
+	return err
 }
 
 // imagePaths is the image itself, or the JPEG and PNG files of a directory, sorted.
@@ -240,10 +253,11 @@ func writeMaskPNG(path string, mask *image.Paletted) error {
 	return f.Close()
 }
 
-// encodeMask writes a mask as VOC does: an 8-bit palette PNG, the VOC colormap, pixel
-// value = class index. predict and serve both write masks through it.
+// encodeMask writes a mask as VOC does: an 8-bit palette PNG, pixel value = class index,
+// with the model's palette (VOC's colormap by default). predict and serve both write
+// masks through it.
 func encodeMask(w io.Writer, mask *image.Paletted) error {
-	return data.EncodeMask(w, &image.Gray{Pix: mask.Pix, Stride: mask.Stride, Rect: mask.Rect})
+	return png.Encode(w, &image.Paletted{Pix: mask.Pix, Stride: mask.Stride, Rect: mask.Rect, Palette: mask.Palette})
 }
 
 // writeOverlay blends the image half and half with the class colours (background and
@@ -256,7 +270,7 @@ func writeOverlay(path string, img *image.RGBA, mask *image.Paletted) error {
 			p := img.RGBAAt(b.Min.X+x, b.Min.Y+y)
 			k := mask.Pix[y*mask.Stride+x]
 			if k != 0 && k != 255 {
-				c := data.VOCColor(k)
+				c := color.RGBAModel.Convert(mask.Palette[k]).(color.RGBA)
 				p = color.RGBA{uint8((uint16(p.R) + uint16(c.R)) / 2), uint8((uint16(p.G) + uint16(c.G)) / 2), uint8((uint16(p.B) + uint16(c.B)) / 2), 255}
 			}
 			out.SetRGBA(x, y, p)
@@ -320,6 +334,9 @@ class and pixel. Classifiers average the image and its mirror image.
 
 Classifiers print the five most probable classes of each image; --json prints one JSON
 object per line instead: {"image", "top5": [{"class", "index", "prob"}], "probs": [...]}.
+For segmentation, --json prints one object per image with the mask written and the
+classes present, as vggo serve's ?format=json: {"image", "mask", "width", "height",
+"classes": [{"index", "class", "pixels", "share"}]}.
 
 Examples:
 	vggo predict --checkpoint runs/unet/best.safetensors --input photo.jpg --out masks

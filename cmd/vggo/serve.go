@@ -457,7 +457,7 @@ func (s *server) model(w http.ResponseWriter, r *http.Request) {
 	info, opt := s.m.Info(), s.m.Options()
 	names := s.m.ClassNames()
 	colors := make([]string, len(names))
-	for i, c := range infer.Colors(len(names)) {
+	for i, c := range s.m.Colors() {
 		colors[i] = fmt.Sprintf("#%02x%02x%02x", c.R, c.G, c.B)
 	}
 	input := map[string]any{"max_pixels": s.cfg.MaxPixels, "max_body": s.cfg.MaxBody, "formats": []string{"image/jpeg", "image/png"}}
