@@ -44,7 +44,7 @@ type BenchResult struct {
 	H              int         `json:"h"`
 	W              int         `json:"w"`
 	Threads        int         `json:"threads"`         // GOMAXPROCS
-	GemmKernel     string      `json:"gemm_kernel"`     // gemm.Kernel()
+	GemmKernel     string      `json:"gemm_kernel"`     // gemm.Kernel.Name()
 	GFLOPPerImage  float64     `json:"gflop_per_image"` // conv+linear forward FLOPs per image / 1e9
 	TrainStepMS    float64     `json:"train_step_ms"`   // median
 	TrainImagesPS  float64     `json:"train_images_per_s"`
@@ -179,7 +179,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	}
 	res := &BenchResult{
 		Config: cfg, Arch: cfg.Model.Arch, H: cfg.H, W: cfg.W,
-		Threads: runtime.GOMAXPROCS(0), GemmKernel: gemm.Kernel(),
+		Threads: runtime.GOMAXPROCS(0), GemmKernel: gemm.Kernel{}.Name(),
 		GFLOPPerImage: flops / 1e9,
 	}
 	m, err := graphs.New(cfg.Model)

@@ -31,6 +31,9 @@ type ConvConfig struct {
 	// graph the same one, so that the graph holds the scratch of one layer rather than
 	// of all. nil: the layer keeps its own.
 	Workspace *Workspace
+	// Gemm is the matrix-multiplication kernel family the layer and its gradients
+	// use; the zero value is the fastest this CPU supports.
+	Gemm gemm.Kernel
 	// NoInputGrad declares that x needs no gradient (it is the model's input, not
 	// computed from parameters): differentiation builds no gradient op for x, which
 	// saves a backward convolution per step in a network's first layer. Asking for the
@@ -119,6 +122,7 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 	}
 	if geom.wino {
 		c := newWgConv(geom.n, geom.cin, geom.h, geom.w, geom.cout, geom.ho, geom.wo, geom.pad.Top, geom.pad.Left)
+		c.gemm = geom.gemm
 		op.wino = &c
 		if !cfg.NoInputGrad { // with one gradient op, nothing to share
 			op.dys = new(dyShare)
@@ -140,6 +144,7 @@ type convGeom struct {
 	bias         bool
 	relu         bool // fused ReLU
 	wino         bool // Winograd F(4x4,3x3) rather than im2col
+	gemm         gemm.Kernel
 }
 
 func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
@@ -189,6 +194,7 @@ func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
 		wo:   ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
 		bias: b != nil,
 		relu: cfg.ReLU,
+		gemm: cfg.Gemm,
 	}
 	winoOK := g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
 	switch cfg.Algo {
@@ -217,6 +223,9 @@ func (g *convGeom) String() string {
 	}
 	if g.wino {
 		s += " winograd"
+	}
+	if g.gemm != (gemm.Kernel{}) {
+		s += " gemm=" + g.gemm.Name()
 	}
 	return s
 }
@@ -464,10 +473,10 @@ func (op *convOp) forward(x, w, b, y []float32) {
 				beta = 1
 			}
 			if g.direct() {
-				gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
 			} else {
 				g.im2col(xn, p0, p1, col)
-				gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
 			}
 			if g.relu {
 				for co := 0; co < g.cout; co++ {
@@ -630,13 +639,13 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 			c1 := min(c0+per, g.cin)
 			dyn, dxn := dy[n*ys:(n+1)*ys], dx[n*xs:(n+1)*xs]
 			if g.direct() {
-				gemm.Sgemm(true, false, c1-c0, hw, g.cout, 1, w[c0:], g.cin, dyn, hw, 0, dxn[c0*hw:], hw)
+				g.gemm.Sgemm(true, false, c1-c0, hw, g.cout, 1, w[c0:], g.cin, dyn, hw, 0, dxn[c0*hw:], hw)
 				continue
 			}
 			clear(dxn[c0*g.h*g.w : c1*g.h*g.w])
 			for p0 := 0; p0 < hw; p0 += tl {
 				p1 := min(p0+tl, hw)
-				gemm.Sgemm(true, false, (c1-c0)*kk, p1-p0, g.cout, 1, w[c0*kk:], k, dyn[p0:], hw, 0, dcol, p1-p0)
+				g.gemm.Sgemm(true, false, (c1-c0)*kk, p1-p0, g.cout, 1, w[c0*kk:], k, dyn[p0:], hw, 0, dcol, p1-p0)
 				g.col2im(dcol, c0, c1, p0, p1, dxn)
 			}
 		}
@@ -723,10 +732,10 @@ func (op *convGradWOp) backward(x, dy, dw []float32) {
 			p1 := min(p0+tl, hw)
 			xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
 			if g.direct() {
-				gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
+				g.gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
 			} else {
 				g.im2col(xn, p0, p1, col)
-				gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+				g.gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
 			}
 			beta = 1
 		}

@@ -276,6 +276,7 @@ type wgConv struct {
 	th, tw       int // tiles per image: ceil(Ho/4) × ceil(Wo/4)
 	cip, cop     int // channels padded to 16
 	chunkTiles   int // tiles per chunk, for tests; 0: chosen by size
+	gemm         gemm.Kernel
 }
 
 func newWgConv(n, cin, h, w, cout, ho, wo, pt, pl int) wgConv {
@@ -762,20 +763,20 @@ const wgSmallMax = 256
 // padding columns of M come out as V times U's zero padding columns.
 func (c *wgConv) mulNN(nt int, v, u, m []float32) {
 	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
-		gemm.SmallNN(nt, c.cop, c.cin, v, c.cip, u, c.cop, 0, m, c.cop)
+		c.gemm.SmallNN(nt, c.cop, c.cin, v, c.cip, u, c.cop, 0, m, c.cop)
 		return
 	}
-	gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v, c.cip, u, c.cop, 0, m, c.cop)
+	c.gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v, c.cip, u, c.cop, 0, m, c.cop)
 }
 
 // mulTN sets dU_ξ (Cin × cop) = V_ξᵀ (Cin × nt) · dM_ξ (nt × cop) + beta·dU_ξ. The padding
 // columns of dU get V times dM's padding (cleared by the caller before use).
 func (c *wgConv) mulTN(nt int, v, dm []float32, beta float32, du []float32) {
 	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
-		gemm.SmallTN(c.cin, c.cop, nt, v, c.cip, dm, c.cop, beta, du, c.cop)
+		c.gemm.SmallTN(c.cin, c.cop, nt, v, c.cip, dm, c.cop, beta, du, c.cop)
 		return
 	}
-	gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v, c.cip, dm, c.cop, beta, du, c.cop)
+	c.gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v, c.cip, dm, c.cop, beta, du, c.cop)
 }
 
 // forRange runs f over [0, n): spread over goroutines when par, else in one call.
@@ -790,7 +791,7 @@ func forRange(par bool, n int, f func(lo, hi int)) {
 // dataGrad returns the engine computing dX of y = x ⊛ w as a convolution of dY.
 func (c *wgConv) dataGrad() wgConv {
 	d := newWgConv(c.n, c.cout, c.ho, c.wo, c.cin, c.h, c.w, 2-c.pt, 2-c.pl)
-	d.chunkTiles = c.chunkTiles
+	d.chunkTiles, d.gemm = c.chunkTiles, c.gemm
 	return d
 }
 
