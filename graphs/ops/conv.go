@@ -13,6 +13,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // ConvConfig holds a convolution's strides and explicit zero padding (use SamePadding
@@ -659,21 +660,13 @@ type convGradWOp struct {
 	opHooks
 	convGeom
 	convGradBase
-	cols    *convScratch
-	wino    *wgConv
-	ws      *Workspace
-	dys     *dyShare
-	parts   *convScratch // per-goroutine partial sums of dW
-	pending []convPartial
-	mu      sync.Mutex
-	out     convOutput
-}
-
-// convPartial is one goroutine's partial dW, summed in the order of its first work
-// item so that the result does not depend on which goroutine finishes first.
-type convPartial struct {
-	lo  int
-	sum []float32
+	cols  *convScratch
+	wino  *wgConv
+	ws    *Workspace
+	dys   *dyShare
+	parts *convScratch // partial sums of dW
+	sums  [][]float32  // dw, then the partial sums, while backward runs
+	out   convOutput
 }
 
 var (
@@ -701,9 +694,14 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	return t, nil
 }
 
-// backward computes dW. Work items are (image, tile) pairs; the goroutine holding the
-// first items accumulates straight into dw, the others into partial sums that are
-// added once all are done.
+// convGradMaxParts is the most partial sums of dW the im2col filter gradient adds up.
+const convGradMaxParts = 4
+
+// backward computes dW, a sum over work items, (image, tile) pairs. The items are cut
+// into parts fixed by the sizes; each part adds its items in order (one GEMM each, the
+// first overwriting), into dw for the first part and into a partial sum for the others,
+// and the partial sums are then added to dw in part order. The thread count decides
+// only which goroutine runs a part, so dW has the same bits on any number of threads.
 func (op *convGradWOp) backward(x, dy, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
@@ -715,50 +713,51 @@ func (op *convGradWOp) backward(x, dy, dw []float32) {
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
-	op.pending = op.pending[:0]
-	parallelFor(g.n*nt, func(lo, hi int) {
-		acc := dw
-		if lo != 0 {
-			acc = op.parts.get()
-		}
+	items := g.n * nt
+	parts := parallel.Parts(items, 1, convGradMaxParts)
+	sums := append(op.sums[:0], dw)
+	for range parts - 1 {
+		sums = append(sums, op.parts.get())
+	}
+	parallelFor(parts, func(lo, hi int) {
 		var col []float32
 		if !g.direct() {
 			col = op.cols.get()
 			defer op.cols.put(col)
 		}
-		var beta float32
-		for it := lo; it < hi; it++ {
-			n, p0 := it/nt, (it%nt)*tl
-			p1 := min(p0+tl, hw)
-			xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
-			if g.direct() {
-				g.gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
-			} else {
-				g.im2col(xn, p0, p1, col)
-				g.gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+		for part := lo; part < hi; part++ {
+			acc := sums[part]
+			i0, i1 := parallel.Range(items, parts, part)
+			var beta float32
+			for it := i0; it < i1; it++ {
+				n, p0 := it/nt, (it%nt)*tl
+				p1 := min(p0+tl, hw)
+				xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
+				if g.direct() {
+					g.gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
+				} else {
+					g.im2col(xn, p0, p1, col)
+					g.gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+				}
+				beta = 1
 			}
-			beta = 1
-		}
-		if lo != 0 {
-			op.mu.Lock()
-			op.pending = append(op.pending, convPartial{lo, acc})
-			op.mu.Unlock()
 		}
 	})
-	ps := op.pending
-	for i := 1; i < len(ps); i++ { // insertion sort by lo: a handful of entries
-		for j := i; j > 0 && ps[j].lo < ps[j-1].lo; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
+	if parts > 1 {
+		parallelBlocks(len(dw), func(lo, hi int) {
+			d := dw[lo:hi]
+			for _, p := range sums[1:] {
+				for i, v := range p[lo:hi] {
+					d[i] += v
+				}
+			}
+		})
+		for _, p := range sums[1:] {
+			op.parts.put(p)
 		}
 	}
-	for _, p := range ps {
-		for i, v := range p.sum {
-			dw[i] += v
-		}
-		op.parts.put(p.sum)
-	}
-	clear(ps)
-	op.pending = ps[:0]
+	clear(sums)
+	op.sums = sums[:0]
 }
 
 // ---------------------------------------------------------------------------------

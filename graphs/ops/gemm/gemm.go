@@ -14,7 +14,8 @@
 // 512 KiB of a 1 MiB L2), mc = 2016 (A block in L2/L3; B is packed once per mc block).
 // Products of more than a few MFLOP are split across runtime.GOMAXPROCS(0) goroutines
 // as a grid of C rectangles; packing buffers and helper goroutines are reused, so
-// steady-state calls do not allocate.
+// steady-state calls do not allocate. K is never split: every element of C is summed by
+// one thread in an order fixed by the sizes, so the thread count never changes a bit.
 //
 // The kernel family is a value, Kernel: its zero value is the fastest family the CPU
 // supports (detected once, without side effects); Lookup picks one by name ("avx512",

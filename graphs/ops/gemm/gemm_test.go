@@ -316,3 +316,44 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestSgemmSameBitsAnyThreads: every element of C is computed by one thread with the
+// whole sum over k in a fixed order, so the thread count (which changes only the grid of
+// C rectangles) never changes the bits, for any kernel family.
+func TestSgemmSameBitsAnyThreads(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(prev)
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, s := range []shape{{200, 200, 600}, {20, 2000, 300}, {2000, 20, 300}, {97, 301, 1500}, {64, 784, 576}} {
+			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}} {
+				ar, ac := s.m, s.k
+				if tr[0] {
+					ar, ac = ac, ar
+				}
+				br, bc := s.k, s.n
+				if tr[1] {
+					br, bc = bc, br
+				}
+				a, b, c0 := newMat(r, ar, ac, ac), newMat(r, br, bc, bc), newMat(r, s.m, s.n, s.n)
+				var want []float32
+				for _, procs := range []int{1, 2, 3, 4, 7} {
+					runtime.GOMAXPROCS(procs)
+					c := append([]float32(nil), c0.d...)
+					kn.Sgemm(tr[0], tr[1], s.m, s.n, s.k, 0.5, a.d, a.ld, b.d, b.ld, 0.25, c, c0.ld)
+					runtime.GOMAXPROCS(prev)
+					if want == nil {
+						want = c
+						continue
+					}
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+							t.Errorf("%v trans %v, GOMAXPROCS %d: C[%d] = %v, %v at GOMAXPROCS 1", s, tr, procs, i, c[i], want[i])
+							break
+						}
+					}
+				}
+			}
+		}
+	})
+}
