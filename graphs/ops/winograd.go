@@ -291,12 +291,12 @@ const wgChunkBytes = 1 << 20
 
 // chunkRows returns the number of tile rows processed together: about enough tiles that
 // the transformed inputs and outputs of a chunk fill wgChunkBytes, at least 64 tiles
-// (the GEMMs of wide layers repack the filters for every chunk) and at most 512. When
-// threads > 1 (the forward pass and the data gradient, whose chunks only write their
-// own outputs), the number of chunks is rounded to a multiple of threads so that none
-// waits for another's last chunk; the filter gradient, which sums over chunks, passes
-// 1 so that its chunks depend on the sizes alone.
-func (c *wgConv) chunkRows(threads int) int {
+// (the GEMMs of wide layers repack the filters for every chunk) and at most 512. With
+// ways > 1 the number of chunks is rounded up to a multiple of ways, so that goroutines
+// taking whole chunks finish together: the forward pass and the data gradient, whose
+// chunks write disjoint outputs, pass GOMAXPROCS; the filter gradient, which sums over
+// chunks, passes its number of parts, so that its chunks depend on the sizes alone.
+func (c *wgConv) chunkRows(ways int) int {
 	t := wgChunkBytes / (4 * 36 * (c.cip + c.cop))
 	t = min(max(t, 64), 512)
 	if c.chunkTiles > 0 {
@@ -306,7 +306,7 @@ func (c *wgConv) chunkRows(threads int) int {
 	total := c.n * c.th
 	if c.chunkTiles == 0 {
 		n := (total + rows - 1) / rows
-		if p := threads; p > 1 && n >= 2*p && n%p != 0 {
+		if p := ways; p > 1 && n >= 2*p && n%p != 0 {
 			n = (n + p - 1) / p * p
 			rows = (total + n - 1) / n
 		}
@@ -622,20 +622,24 @@ func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
 // (laid out by gradLayout).
 func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []float32) {
 	T := c.chunkRows(1)
-	maxTiles := T * c.tw
 	duF := 36 * c.cin * c.cop
 	rows := c.n * c.th
 	chunks := (rows + T - 1) / T
+	parts := 1
+	if duF <= 1<<20 {
+		parts = parallel.Parts(chunks, wgGradMinChunks, wgGradMaxParts)
+		if parts > 1 { // as many chunks in every part
+			T = c.chunkRows(parts)
+			chunks = (rows + T - 1) / T
+		}
+	}
+	maxTiles := T * c.tw
 	du := ws.get(duF)
 	// dU is a sum over chunks. They are cut into parts fixed by the sizes (one when
 	// partial sums would be large); each part adds its chunks in order, into du for the
 	// first part and into a partial sum for the others, and the partial sums are then
 	// added to du in part order. The thread count decides only which goroutine runs a
 	// part, so dU has the same bits on any number of threads.
-	parts := 1
-	if duF <= 1<<20 {
-		parts = parallel.Parts(chunks, wgGradMinChunks, wgGradMaxParts)
-	}
 	sums := make([][]float32, parts)
 	sums[0] = du
 	for i := 1; i < parts; i++ {

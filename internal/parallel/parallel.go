@@ -33,8 +33,10 @@ type Pool struct {
 }
 
 // For splits [0, n) into at most GOMAXPROCS contiguous chunks and runs body on each,
-// the first on the calling goroutine and the others on helpers, returning when all are
-// done. n <= 1, or one thread, runs inline.
+// on the calling goroutine and on helpers, returning when all are done. The caller and
+// the helpers claim chunks in turn until none is left, so a helper that is slow to wake
+// (or a busy machine) leaves its chunk to whoever is free. n <= 1, or one thread, runs
+// inline.
 func (p *Pool) For(n int, body func(lo, hi int)) {
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if workers <= 1 {
@@ -43,51 +45,48 @@ func (p *Pool) For(n int, body func(lo, hi int)) {
 		}
 		return
 	}
-	chunk := (n + workers - 1) / workers
-	g := p.group(body, (n+chunk-1)/chunk-1)
-	var buf [8][2]int
-	inline := buf[:0]
-	submitted := 0
-	for lo := chunk; lo < n; lo += chunk {
-		hi := min(lo+chunk, n)
+	g := p.group(body, n, (n+workers-1)/workers)
+	for range workers - 1 {
 		h := p.acquire()
 		if h == nil {
-			inline = append(inline, [2]int{lo, hi})
-			continue
+			break
 		}
-		t := &g.tasks[submitted]
-		*t = task{g: g, lo: lo, hi: hi}
-		submitted++
+		g.helpers = append(g.helpers, h)
 		g.pending.Add(1)
-		h.submit(t)
+		h.submit(g)
 	}
-	body(0, min(chunk, n))
-	for _, r := range inline {
-		body(r[0], r[1])
+	g.run()
+	// Every chunk is claimed. Take the group back from helpers that have not picked it
+	// up yet: the caller never waits for a helper to wake only to find nothing to do.
+	started := int32(len(g.helpers))
+	for _, h := range g.helpers {
+		if h.next.CompareAndSwap(g, nil) {
+			started--
+			g.pending.Add(-1)
+			p.release(h)
+		}
 	}
 	g.wait(p.Spin)
 	// A helper may still be inside done (it decrements pending, then checks parked):
 	// the group goes back to the pool only once every helper has left it.
-	for g.exited.Load() != int32(submitted) {
+	for g.exited.Load() != started {
 		runtime.Gosched()
 	}
 	g.body = nil
-	clear(g.tasks)
+	clear(g.helpers)
+	g.helpers = g.helpers[:0]
 	g.exited.Store(0)
 	p.groups.Put(g)
 }
 
-// group returns a reset group for body with room for tasks tasks.
-func (p *Pool) group(body func(lo, hi int), tasks int) *group {
+// group returns a reset group running body over [0, n) in chunks of chunk.
+func (p *Pool) group(body func(lo, hi int), n, chunk int) *group {
 	g, _ := p.groups.Get().(*group)
 	if g == nil {
 		g = &group{wake: make(chan struct{}, 1)}
 	}
-	g.body = body
-	if cap(g.tasks) < tasks {
-		g.tasks = make([]task, tasks)
-	}
-	g.tasks = g.tasks[:tasks]
+	g.body, g.n, g.chunk = body, n, chunk
+	g.next.Store(0)
 	return g
 }
 
@@ -106,11 +105,17 @@ func (p *Pool) Blocks(n, block int, body func(lo, hi int)) {
 	})
 }
 
-// Parts returns the number of parts a reduction over n items cuts them into: n/minItems
-// (each part at least minItems items), at least 1 and at most maxParts. It depends on
-// the sizes alone, never on the number of threads.
+// Parts returns the number of parts a reduction over n items cuts them into: the
+// largest power of two that is at most maxParts and at most n/minItems (each part holds
+// at least minItems items), and at least 1. It depends on the sizes alone, never on the
+// number of threads; a power of two spreads evenly over 2 or 4 threads.
 func Parts(n, minItems, maxParts int) int {
-	return max(1, min(maxParts, n/max(minItems, 1)))
+	limit := min(maxParts, n/max(minItems, 1))
+	p := 1
+	for 2*p <= limit {
+		p *= 2
+	}
+	return p
 }
 
 // Range returns the items [lo, hi) of part i when n items are cut into parts near-equal
@@ -119,18 +124,32 @@ func Range(n, parts, i int) (lo, hi int) {
 	return n * i / parts, n * (i + 1) / parts
 }
 
-// group is one For call's chunks in flight on helpers. Groups are reused (Pool.groups)
-// once every helper has left them, so that a steady stream of loops does not allocate.
+// group is one For call: its chunks, claimed through next, and the helpers working on
+// it. Groups are reused (Pool.groups) once every helper has left them, so that a steady
+// stream of loops does not allocate.
 type group struct {
-	body    func(lo, hi int)
-	tasks   []task // the chunks handed to helpers
-	pending atomic.Int32
-	exited  atomic.Int32 // helpers done with the group
-	parked  atomic.Bool
-	wake    chan struct{}
+	body     func(lo, hi int)
+	n, chunk int
+	helpers  []*helper    // the helpers it was handed to
+	next     atomic.Int64 // the next chunk to claim
+	pending  atomic.Int32 // helpers not done yet
+	exited   atomic.Int32 // helpers done with the group
+	parked   atomic.Bool
+	wake     chan struct{}
 }
 
-// done counts one chunk done; the last wakes the caller if it has parked. Exactly one
+// run claims and runs chunks until none is left.
+func (g *group) run() {
+	for {
+		lo := int(g.next.Add(1)-1) * g.chunk
+		if lo >= g.n {
+			return
+		}
+		g.body(lo, min(lo+g.chunk, g.n))
+	}
+}
+
+// done counts one helper done; the last wakes the caller if it has parked. Exactly one
 // of done and wait turns parked from true to false: that one knows who sends the token,
 // so the wake channel is empty again when wait returns. The caller may be past wait by
 // the time the last done reads parked; it waits for exited before reusing the group.
@@ -141,8 +160,8 @@ func (g *group) done() {
 	g.exited.Add(1)
 }
 
-// wait returns once every chunk handed to a helper is done: it spins for spin, then
-// parks until the last helper wakes it.
+// wait returns once every helper of the group is done: it spins for spin, then parks
+// until the last helper wakes it.
 func (g *group) wait(spin time.Duration) {
 	if g.pending.Load() == 0 {
 		return
@@ -163,15 +182,10 @@ func (g *group) wait(spin time.Duration) {
 	}
 }
 
-type task struct {
-	g      *group
-	lo, hi int
-}
-
-// helper is a pooled goroutine that runs tasks handed to it by submit.
+// helper is a pooled goroutine that works on the groups handed to it by submit.
 type helper struct {
 	pool   *Pool
-	next   atomic.Pointer[task]
+	next   atomic.Pointer[group]
 	asleep atomic.Bool
 	wake   chan struct{}
 }
@@ -201,8 +215,8 @@ func (p *Pool) release(h *helper) {
 	p.mu.Unlock()
 }
 
-func (h *helper) submit(t *task) {
-	h.next.Store(t)
+func (h *helper) submit(g *group) {
+	h.next.Store(g)
 	if h.asleep.CompareAndSwap(true, false) {
 		h.wake <- struct{}{}
 	}
@@ -210,19 +224,18 @@ func (h *helper) submit(t *task) {
 
 func (h *helper) loop() {
 	for {
-		t := h.next.Swap(nil)
-		if t == nil {
-			t = h.idle()
+		g := h.next.Swap(nil)
+		if g == nil {
+			g = h.idle()
 		}
-		t.g.body(t.lo, t.hi)
-		g := t.g
+		g.run()
 		h.pool.release(h) // before done: the caller's next loop may want it at once
 		g.done()
 	}
 }
 
-// idle spins for the pool's Spin waiting for a task, then parks until submit wakes it.
-func (h *helper) idle() *task {
+// idle spins for the pool's Spin waiting for a group, then parks until submit wakes it.
+func (h *helper) idle() *group {
 	if spin := h.pool.Spin; spin > 0 {
 		start := time.Now()
 		for i := 0; ; i++ {

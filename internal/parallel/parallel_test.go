@@ -106,7 +106,7 @@ func TestBlocks(t *testing.T) {
 
 func TestPartsRange(t *testing.T) {
 	for _, tc := range []struct{ n, minItems, maxParts, want int }{
-		{0, 4, 8, 1}, {3, 4, 8, 1}, {8, 4, 8, 2}, {100, 4, 8, 8}, {100, 0, 3, 3},
+		{0, 4, 8, 1}, {3, 4, 8, 1}, {8, 4, 8, 2}, {100, 4, 8, 8}, {100, 0, 3, 2}, {11, 1, 4, 4}, {3, 1, 4, 2},
 	} {
 		got := Parts(tc.n, tc.minItems, tc.maxParts)
 		if got != tc.want {
