@@ -628,12 +628,11 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []
 	parts := 1
 	if duF <= 1<<20 {
 		parts = parallel.Parts(chunks, wgGradMinChunks, wgGradMaxParts)
-		if parts > 1 { // as many chunks in every part
-			T = c.chunkRows(parts)
-			chunks = (rows + T - 1) / T
-		}
+		// As many chunks in every part, of near-equal sizes (rows Range(rows, chunks,
+		// k)), so that the parts take the same time.
+		chunks = chunks / parts * parts
 	}
-	maxTiles := T * c.tw
+	maxTiles := (rows + chunks - 1) / chunks * c.tw
 	du := ws.get(duF)
 	// dU is a sum over chunks. They are cut into parts fixed by the sizes (one when
 	// partial sums would be large); each part adds its chunks in order, into du for the
@@ -652,7 +651,8 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []
 		var segs, dsegs []segment
 		k0, k1 := parallel.Range(chunks, parts, i)
 		for k := k0; k < k1; k++ {
-			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, sums[i], k > k0, k*T, min((k+1)*T, rows), segs, dsegs)
+			r0, r1 := parallel.Range(rows, chunks, k)
+			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, sums[i], k > k0, r0, r1, segs, dsegs)
 		}
 		ws.put(v)
 		ws.put(m)
