@@ -21,7 +21,8 @@ type Comm interface {
 	Rank() int
 	Size() int
 	// AllreduceF32 and AllreduceF64 replace buf, on every rank, with the element-wise
-	// sum of every rank's buf.
+	// sum of every rank's buf, taken in rank order: ((b0 + b1) + b2) + ..., so that N
+	// ranks add their gradients as one process adds N accumulated micro-batches.
 	AllreduceF32(buf []float32) error
 	AllreduceF64(buf []float64) error
 	// Broadcast copies root's buf into every other rank's buf.

@@ -17,11 +17,8 @@ static int vggo_init(int *provided) {
 }
 static int vggo_rank(int *r) { return MPI_Comm_rank(MPI_COMM_WORLD, r); }
 static int vggo_size(int *s) { return MPI_Comm_size(MPI_COMM_WORLD, s); }
-static int vggo_allreduce_f32(float *buf, int n) {
-	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-}
-static int vggo_allreduce_f64(double *buf, int n) {
-	return MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+static int vggo_allgather(void *send, void *recv, int nbytes) {
+	return MPI_Allgather(send, nbytes, MPI_BYTE, recv, nbytes, MPI_BYTE, MPI_COMM_WORLD);
 }
 static int vggo_bcast(void *buf, int n, int root) {
 	return MPI_Bcast(buf, n, MPI_BYTE, root, MPI_COMM_WORLD);
@@ -67,6 +64,7 @@ type mpiComm struct {
 	mu         sync.Mutex // MPI_THREAD_SERIALIZED: one call at a time
 	rank, size int
 	closed     bool
+	gathered   []byte // every rank's piece of an allreduce, reused
 }
 
 func (c *mpiComm) Rank() int { return c.rank }
@@ -88,20 +86,44 @@ func inChunks[T any](buf []T, name string, call func(p unsafe.Pointer, n C.int) 
 	return nil
 }
 
-func (c *mpiComm) AllreduceF32(buf []float32) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return inChunks(buf, "MPI_Allreduce", func(p unsafe.Pointer, n C.int) C.int {
-		return C.vggo_allreduce_f32((*C.float)(p), n)
-	})
-}
+// AllreduceF32 and AllreduceF64 sum in rank order, ((b0 + b1) + b2) + ..., on every
+// rank: the order in which one process adds its micro-batches under --accum, whatever
+// reduction algorithm MPI would pick (MPI_Allreduce's order depends on the library, the
+// number of ranks and the message size, and float addition is not associative).
+func (c *mpiComm) AllreduceF32(buf []float32) error { return allreduceInOrder(c, buf) }
+func (c *mpiComm) AllreduceF64(buf []float64) error { return allreduceInOrder(c, buf) }
 
-func (c *mpiComm) AllreduceF64(buf []float64) error {
+// orderedPieceBytes bounds the bytes one allreduce gathers at a time from all ranks.
+const orderedPieceBytes = 64 << 20
+
+// allreduceInOrder gathers buf from every rank (MPI_Allgather, in pieces of at most
+// orderedPieceBytes in all) and adds the pieces in rank order.
+func allreduceInOrder[T float32 | float64](c *mpiComm, buf []T) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return inChunks(buf, "MPI_Allreduce", func(p unsafe.Pointer, n C.int) C.int {
-		return C.vggo_allreduce_f64((*C.double)(p), n)
-	})
+	if c.size == 1 || len(buf) == 0 {
+		return nil
+	}
+	es := int(unsafe.Sizeof(buf[0]))
+	piece := max(1, min(len(buf), orderedPieceBytes/(es*c.size)))
+	if need := piece * c.size * es; len(c.gathered) < need {
+		c.gathered = make([]byte, need)
+	}
+	all := unsafe.Slice((*T)(unsafe.Pointer(&c.gathered[0])), piece*c.size)
+	for off := 0; off < len(buf); off += piece {
+		n := min(piece, len(buf)-off)
+		b := buf[off : off+n]
+		if rc := C.vggo_allgather(unsafe.Pointer(&b[0]), unsafe.Pointer(&all[0]), C.int(n*es)); rc != C.MPI_SUCCESS {
+			return mpiError("MPI_Allgather", rc)
+		}
+		copy(b, all[:n])
+		for r := 1; r < c.size; r++ {
+			for i, v := range all[r*n : (r+1)*n] {
+				b[i] += v
+			}
+		}
+	}
+	return nil
 }
 
 func (c *mpiComm) Broadcast(buf []byte, root int) error {

@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/graphs/ops/gemm"
 )
 
 // act is an activation flowing through the builder: its shape always, its node when a
@@ -59,6 +60,7 @@ type net struct {
 	nodes  map[string]*G.Node // parameter nodes by name
 	argmax map[string]*ops.Argmax
 	ws     *ops.Workspace // scratch shared by the graph's convolutions
+	gemm   gemm.Kernel    // the matrix-multiplication kernels of its convolutions and linear layers
 	in     *G.Node        // the input images
 
 	params     []paramSpec
@@ -158,7 +160,7 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 	y := act{shape: []int{x.shape[0], cout, ho, wo}}
 	if n.g != nil {
 		var err error
-		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws,
+		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws, Gemm: n.gemm,
 			// The image needs no gradient: skip the first layer's backward convolution.
 			NoInputGrad: x.node == n.in}
 		if fold {
@@ -351,7 +353,7 @@ func (n *net) linear(x act, module, layer string, out int) act {
 	y := act{shape: []int{x.shape[0], out}}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.Linear(x.node, wn, bn)
+		y.node, err = ops.Linear(x.node, wn, bn, ops.LinearConfig{Gemm: n.gemm})
 		if n.wrap(layer, err) {
 			return x
 		}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // config is a loss after option defaults are applied: total = ceCoef·CE + diceCoef·Dice.
@@ -47,7 +49,9 @@ type state struct {
 	inter, psum, ysum    []float64 // len(chunks)·c, dice only
 	errs                 []error
 
-	scratch [][]float64 // per worker, one value per target of a chunk
+	scratch []float64 // one value per target, chunk k's at its targets
+
+	pool *parallel.Pool // runs the chunks; kept when setup resizes the state
 
 	// Dice backward coefficients (see backward), per class.
 	diceA, diceB []float64
@@ -67,7 +71,11 @@ func (st *state) setup(cfg *config, n, c, hw int) {
 	if st.n == n && st.c == c && st.hw == hw && st.chunks != nil {
 		return
 	}
-	*st = state{n: n, c: c, hw: hw}
+	pool := st.pool
+	if pool == nil {
+		pool = new(parallel.Pool)
+	}
+	*st = state{n: n, c: c, hw: hw, pool: pool}
 	per := max(1, chunkElems/c)
 	if hw == 1 { // (N, C): targets are samples, classes contiguous
 		for lo := 0; lo < n; lo += per {
@@ -83,6 +91,7 @@ func (st *state) setup(cfg *config, n, c, hw int) {
 	}
 	k := len(st.chunks)
 	st.lse = make([]float64, n*hw)
+	st.scratch = make([]float64, n*hw)
 	st.inv = make([]float64, n*hw)
 	st.m32, st.s32 = make([]float32, n*hw), make([]float32, n*hw)
 	// grad holds e = exp(x - max) from the forward pass until the backward pass
@@ -98,10 +107,28 @@ func (st *state) setup(cfg *config, n, c, hw int) {
 	}
 }
 
-func (st *state) scratchFor(workers, size int) {
-	for len(st.scratch) < workers {
-		st.scratch = append(st.scratch, make([]float64, size))
+// scratchOf returns chunk k's scratch: one value per target.
+func (st *state) scratchOf(k int) []float64 {
+	ch := st.chunks[k]
+	return st.scratch[ch.px : ch.px+ch.pix]
+}
+
+// forChunks runs body on every chunk, spread over the state's pool when the logits are
+// many enough to be worth it. Each chunk writes only its own slots (and its own targets'
+// scratch), so the result does not depend on the number of threads.
+func (st *state) forChunks(elems int, body func(k int)) {
+	const serialBelow = 1 << 15
+	if elems < serialBelow {
+		for k := range st.chunks {
+			body(k)
+		}
+		return
 	}
+	st.pool.For(len(st.chunks), func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			body(k)
+		}
+	})
 }
 
 // LabelError reports a label that is neither a class index nor the ignore index.
@@ -139,11 +166,8 @@ func (e *LabelError) Error() string {
 // what backward needs.
 func forward(cfg *config, st *state, x []float32, labels []int, n, c, hw int) (Terms, error) {
 	st.setup(cfg, n, c, hw)
-	per := st.chunks[0].pix
-	workers := workersFor(len(st.chunks), len(x))
-	st.scratchFor(workers, per)
-	forChunks(len(st.chunks), workers, func(w, k int) {
-		st.errs[k] = forwardChunk(cfg, st, k, x, labels, st.scratch[w])
+	st.forChunks(len(x), func(k int) {
+		st.errs[k] = forwardChunk(cfg, st, k, x, labels, st.scratchOf(k))
 	})
 	st.fresh, st.err = false, nil
 	for _, err := range st.errs {
@@ -354,11 +378,8 @@ func backward(cfg *config, st *state, x []float32, labels []int, g float64) []fl
 	for cl := range st.c {
 		sw += cfg.weight(cl)
 	}
-	per := st.chunks[0].pix
-	workers := workersFor(len(st.chunks), len(x))
-	st.scratchFor(workers, per)
-	forChunks(len(st.chunks), workers, func(w, k int) {
-		backwardChunk(cfg, st, k, x, labels, st.scratch[w], ceScale, diceScale, sw)
+	st.forChunks(len(x), func(k int) {
+		backwardChunk(cfg, st, k, x, labels, st.scratchOf(k), ceScale, diceScale, sw)
 	})
 	st.fresh = false
 	return st.grad

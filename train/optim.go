@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
+
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // Param is one trainable tensor as an optimizer sees it: its flat values and gradient
@@ -298,6 +297,7 @@ type layout struct {
 	sizes  []int
 	total  int
 	chunks []chunk
+	pool   parallel.Pool
 }
 
 type chunk struct{ param, lo, hi int }
@@ -314,29 +314,18 @@ func newLayout(params []Param) *layout {
 	return l
 }
 
-// run calls fn on every chunk, spreading chunks over up to GOMAXPROCS goroutines.
+// run calls fn on every chunk, spreading chunks over the layout's pool.
 // Updates are element-wise, so the result does not depend on the split.
 func (l *layout) run(fn func(param, lo, hi int)) {
-	workers := min(runtime.GOMAXPROCS(0), len(l.chunks))
-	if workers <= 1 || l.total < parallelMin {
+	if l.total < parallelMin {
 		for _, c := range l.chunks {
 			fn(c.param, c.lo, c.hi)
 		}
 		return
 	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for {
-				k := int(next.Add(1)) - 1
-				if k >= len(l.chunks) {
-					return
-				}
-				c := l.chunks[k]
-				fn(c.param, c.lo, c.hi)
-			}
-		})
-	}
-	wg.Wait()
+	l.pool.For(len(l.chunks), func(lo, hi int) {
+		for _, c := range l.chunks[lo:hi] {
+			fn(c.param, c.lo, c.hi)
+		}
+	})
 }

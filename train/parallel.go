@@ -25,8 +25,9 @@ import (
 // running statistics move once per step, by the mean of the W·K micro-batches' updates:
 // every micro-batch updates them from the values at the start of the step, and the
 // results are averaged (over K in each rank, then over the ranks in the same allreduce).
-// So W ranks and K = 1, and one process with K = W, compute the same numbers, and with
-// W·K = 2 the same bits: both add the same two float32 values in one order or the other.
+// So W ranks and K = 1, and one process with K = W, compute the same bits: the ranks'
+// buffers are summed in rank order (distributed.Comm), as the micro-batches' are, and
+// the kernels' results do not depend on the number of threads of either.
 
 // gradBucket is the flat buffer of one step: every trainable parameter's gradient,
 // then (when several micro-batches are averaged) every batch-norm running statistic.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
+	"github.com/vggo/vggo/graphs/ops/gemm"
 	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/losses"
 )
@@ -34,6 +35,8 @@ type Session struct {
 type SessionOptions struct {
 	Loss    losses.Spec  // training sessions: the loss (zero: cross-entropy)
 	Profile *ops.Profile // when set, the session's ops report their time to it
+	// Gemm is the matrix-multiply kernel family (zero: the fastest this CPU runs).
+	Gemm gemm.Kernel
 	// EvalLoss adds the loss and a labels input to an evaluation session (forward only):
 	// the validation loss.
 	EvalLoss bool
@@ -42,7 +45,7 @@ type SessionOptions struct {
 // NewTrainSession builds the training graph of m for batches of batch images of h×w: the
 // model in train mode, the loss against a labels input, and the gradients.
 func NewTrainSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Session, error) {
-	gr, err := m.Build(batch, h, w, graphs.Train)
+	gr, err := m.Build(batch, h, w, graphs.Train, graphs.WithGemm(opt.Gemm))
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +63,7 @@ func NewTrainSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Ses
 // NewEvalSession builds the evaluation graph of m (forward only, running statistics,
 // no dropout) for batches of batch images of h×w.
 func NewEvalSession(m *graphs.Model, batch, h, w int, opt SessionOptions) (*Session, error) {
-	gr, err := m.Build(batch, h, w, graphs.Eval)
+	gr, err := m.Build(batch, h, w, graphs.Eval, graphs.WithGemm(opt.Gemm))
 	if err != nil {
 		return nil, err
 	}

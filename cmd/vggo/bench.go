@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/vggo/vggo/graphs"
+	"github.com/vggo/vggo/graphs/ops/gemm"
 	"github.com/vggo/vggo/label"
 )
 
@@ -70,7 +71,7 @@ Examples:
 }
 
 type benchFlags struct {
-	preset, model, input                      *string
+	preset, model, input, gemm                *string
 	batch, inferBatch, classes, steps, warmup *int
 	width                                     *float64
 	trainOnly, inferOnly                      *bool
@@ -79,6 +80,7 @@ type benchFlags struct {
 func defineBenchFlags(fs *flag.FlagSet) *benchFlags {
 	return &benchFlags{
 		preset:     fs.String("config", "", "a preset from the list above; other flags override its fields"),
+		gemm:       fs.String("gemm", "", "matrix-multiply kernel: avx512, avx2 or generic (default: the fastest this CPU runs)"),
 		model:      fs.String("model", "vgg16", "architecture: "+strings.Join(graphs.Names(), ", ")),
 		batch:      fs.Int("batch", 4, "training batch (and inference batch unless --infer-batch)"),
 		inferBatch: fs.Int("infer-batch", 0, "inference batch (default: --batch)"),
@@ -144,6 +146,10 @@ func (f *benchFlags) config(set map[string]bool) (BenchConfig, error) {
 		cfg.Warmup = -1 // BenchConfig's 0 means the default
 	}
 	cfg.SkipTrain, cfg.SkipInfer = *f.inferOnly, *f.trainOnly
+	if _, err := gemm.Lookup(*f.gemm); err != nil {
+		return cfg, usagef("--gemm: %v", err)
+	}
+	cfg.Gemm = *f.gemm
 	return cfg, nil
 }
 

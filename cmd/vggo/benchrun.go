@@ -30,7 +30,8 @@ type BenchConfig struct {
 	Warmup     int           `json:"warmup"`      // untimed steps before them; 0: 2 (negative: none)
 	SkipTrain  bool          `json:"skip_train,omitempty"`
 	SkipInfer  bool          `json:"skip_infer,omitempty"`
-	LR         float64       `json:"lr"` // SGD learning rate; 0: 1e-3
+	LR         float64       `json:"lr"`             // SGD learning rate; 0: 1e-3
+	Gemm       string        `json:"gemm,omitempty"` // kernel family: avx512, avx2, generic; "": the fastest
 }
 
 // BenchResult is what Bench measured. Rates are medians over the timed steps. Phase
@@ -42,7 +43,7 @@ type BenchResult struct {
 	H              int         `json:"h"`
 	W              int         `json:"w"`
 	Threads        int         `json:"threads"`         // GOMAXPROCS
-	GemmKernel     string      `json:"gemm_kernel"`     // gemm.Kernel()
+	GemmKernel     string      `json:"gemm_kernel"`     // gemm.Kernel.Name()
 	GFLOPPerImage  float64     `json:"gflop_per_image"` // conv+linear forward FLOPs per image / 1e9
 	TrainStepMS    float64     `json:"train_step_ms"`   // median
 	TrainImagesPS  float64     `json:"train_images_per_s"`
@@ -136,13 +137,17 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	if err != nil {
 		return nil, err
 	}
+	kern, err := gemm.Lookup(cfg.Gemm)
+	if err != nil {
+		return nil, err
+	}
 	flops, err := graphs.FLOPs(cfg.Model)
 	if err != nil {
 		return nil, err
 	}
 	res := &BenchResult{
 		Config: cfg, Arch: cfg.Model.Arch, H: cfg.H, W: cfg.W,
-		Threads: runtime.GOMAXPROCS(0), GemmKernel: gemm.Kernel(),
+		Threads: runtime.GOMAXPROCS(0), GemmKernel: kern.Name(),
 		GFLOPPerImage: flops / 1e9,
 	}
 	m, err := graphs.New(cfg.Model)
@@ -250,7 +255,8 @@ func benchStep(s *train.Session, opt train.Optimizer, params []train.Param, lr f
 
 // newBenchTrain is a training session on a fixed random batch, with SGD.
 func newBenchTrain(m *graphs.Model, cfg BenchConfig, prof *ops.Profile) (*train.Session, train.Optimizer, []train.Param, error) {
-	s, err := train.NewTrainSession(m, cfg.Batch, cfg.H, cfg.W, train.SessionOptions{Profile: prof})
+	kern, _ := gemm.Lookup(cfg.Gemm) // (checked by Bench)
+	s, err := train.NewTrainSession(m, cfg.Batch, cfg.H, cfg.W, train.SessionOptions{Profile: prof, Gemm: kern})
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -280,7 +286,8 @@ func benchTrain(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops
 }
 
 func benchInfer(ctx context.Context, m *graphs.Model, cfg BenchConfig, prof *ops.Profile, res *BenchResult) ([]time.Duration, []KindTime, float64, error) {
-	s, err := train.NewEvalSession(m, cfg.InferBatch, cfg.H, cfg.W, train.SessionOptions{Profile: prof})
+	kern, _ := gemm.Lookup(cfg.Gemm) // (checked by Bench)
+	s, err := train.NewEvalSession(m, cfg.InferBatch, cfg.H, cfg.W, train.SessionOptions{Profile: prof, Gemm: kern})
 	if err != nil {
 		return nil, nil, 0, err
 	}

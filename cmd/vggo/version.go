@@ -27,7 +27,7 @@ the GEMM micro-kernel this CPU runs and the CPU features it depends on.`,
 		}
 		fmt.Fprintf(e.stdout, "vggo %s\n", moduleVersion())
 		fmt.Fprintf(e.stdout, "go: %s %s/%s, cgo %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, buildSetting("CGO_ENABLED", "?"))
-		fmt.Fprintf(e.stdout, "gemm kernel: %s (available: %s)\n", gemm.Kernel(), strings.Join(gemm.Kernels(), ", "))
+		fmt.Fprintf(e.stdout, "gemm kernel: %s (available: %s)\n", gemm.Kernel{}.Name(), strings.Join(gemm.Kernels(), ", "))
 		fmt.Fprintf(e.stdout, "cpu: %s\n", strings.Join(cpuFeatures(), " "))
 		return nil
 	}

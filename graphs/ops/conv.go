@@ -13,6 +13,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // ConvConfig holds a convolution's strides and explicit zero padding (use SamePadding
@@ -31,6 +32,9 @@ type ConvConfig struct {
 	// graph the same one, so that the graph holds the scratch of one layer rather than
 	// of all. nil: the layer keeps its own.
 	Workspace *Workspace
+	// Gemm is the matrix-multiplication kernel family the layer and its gradients
+	// use; the zero value is the fastest this CPU supports.
+	Gemm gemm.Kernel
 	// NoInputGrad declares that x needs no gradient (it is the model's input, not
 	// computed from parameters): differentiation builds no gradient op for x, which
 	// saves a backward convolution per step in a network's first layer. Asking for the
@@ -119,6 +123,7 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 	}
 	if geom.wino {
 		c := newWgConv(geom.n, geom.cin, geom.h, geom.w, geom.cout, geom.ho, geom.wo, geom.pad.Top, geom.pad.Left)
+		c.gemm = geom.gemm
 		op.wino = &c
 		if !cfg.NoInputGrad { // with one gradient op, nothing to share
 			op.dys = new(dyShare)
@@ -140,6 +145,7 @@ type convGeom struct {
 	bias         bool
 	relu         bool // fused ReLU
 	wino         bool // Winograd F(4x4,3x3) rather than im2col
+	gemm         gemm.Kernel
 }
 
 func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
@@ -189,6 +195,7 @@ func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
 		wo:   ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
 		bias: b != nil,
 		relu: cfg.ReLU,
+		gemm: cfg.Gemm,
 	}
 	winoOK := g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
 	switch cfg.Algo {
@@ -217,6 +224,9 @@ func (g *convGeom) String() string {
 	}
 	if g.wino {
 		s += " winograd"
+	}
+	if g.gemm != (gemm.Kernel{}) {
+		s += " gemm=" + g.gemm.Name()
 	}
 	return s
 }
@@ -464,10 +474,10 @@ func (op *convOp) forward(x, w, b, y []float32) {
 				beta = 1
 			}
 			if g.direct() {
-				gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
 			} else {
 				g.im2col(xn, p0, p1, col)
-				gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
 			}
 			if g.relu {
 				for co := 0; co < g.cout; co++ {
@@ -630,13 +640,13 @@ func (op *convGradXOp) backward(w, dy, dx []float32) {
 			c1 := min(c0+per, g.cin)
 			dyn, dxn := dy[n*ys:(n+1)*ys], dx[n*xs:(n+1)*xs]
 			if g.direct() {
-				gemm.Sgemm(true, false, c1-c0, hw, g.cout, 1, w[c0:], g.cin, dyn, hw, 0, dxn[c0*hw:], hw)
+				g.gemm.Sgemm(true, false, c1-c0, hw, g.cout, 1, w[c0:], g.cin, dyn, hw, 0, dxn[c0*hw:], hw)
 				continue
 			}
 			clear(dxn[c0*g.h*g.w : c1*g.h*g.w])
 			for p0 := 0; p0 < hw; p0 += tl {
 				p1 := min(p0+tl, hw)
-				gemm.Sgemm(true, false, (c1-c0)*kk, p1-p0, g.cout, 1, w[c0*kk:], k, dyn[p0:], hw, 0, dcol, p1-p0)
+				g.gemm.Sgemm(true, false, (c1-c0)*kk, p1-p0, g.cout, 1, w[c0*kk:], k, dyn[p0:], hw, 0, dcol, p1-p0)
 				g.col2im(dcol, c0, c1, p0, p1, dxn)
 			}
 		}
@@ -650,21 +660,13 @@ type convGradWOp struct {
 	opHooks
 	convGeom
 	convGradBase
-	cols    *convScratch
-	wino    *wgConv
-	ws      *Workspace
-	dys     *dyShare
-	parts   *convScratch // per-goroutine partial sums of dW
-	pending []convPartial
-	mu      sync.Mutex
-	out     convOutput
-}
-
-// convPartial is one goroutine's partial dW, summed in the order of its first work
-// item so that the result does not depend on which goroutine finishes first.
-type convPartial struct {
-	lo  int
-	sum []float32
+	cols  *convScratch
+	wino  *wgConv
+	ws    *Workspace
+	dys   *dyShare
+	parts *convScratch // partial sums of dW
+	sums  [][]float32  // dw, then the partial sums, while backward runs
+	out   convOutput
 }
 
 var (
@@ -692,9 +694,14 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	return t, nil
 }
 
-// backward computes dW. Work items are (image, tile) pairs; the goroutine holding the
-// first items accumulates straight into dw, the others into partial sums that are
-// added once all are done.
+// convGradMaxParts is the most partial sums of dW the im2col filter gradient adds up.
+const convGradMaxParts = 4
+
+// backward computes dW, a sum over work items, (image, tile) pairs. The items are cut
+// into parts fixed by the sizes; each part adds its items in order (one GEMM each, the
+// first overwriting), into dw for the first part and into a partial sum for the others,
+// and the partial sums are then added to dw in part order. The thread count decides
+// only which goroutine runs a part, so dW has the same bits on any number of threads.
 func (op *convGradWOp) backward(x, dy, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
@@ -706,50 +713,51 @@ func (op *convGradWOp) backward(x, dy, dw []float32) {
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
-	op.pending = op.pending[:0]
-	parallelFor(g.n*nt, func(lo, hi int) {
-		acc := dw
-		if lo != 0 {
-			acc = op.parts.get()
-		}
+	items := g.n * nt
+	parts := parallel.Parts(items, 1, convGradMaxParts)
+	sums := append(op.sums[:0], dw)
+	for range parts - 1 {
+		sums = append(sums, op.parts.get())
+	}
+	parallelFor(parts, func(lo, hi int) {
 		var col []float32
 		if !g.direct() {
 			col = op.cols.get()
 			defer op.cols.put(col)
 		}
-		var beta float32
-		for it := lo; it < hi; it++ {
-			n, p0 := it/nt, (it%nt)*tl
-			p1 := min(p0+tl, hw)
-			xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
-			if g.direct() {
-				gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
-			} else {
-				g.im2col(xn, p0, p1, col)
-				gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+		for part := lo; part < hi; part++ {
+			acc := sums[part]
+			i0, i1 := parallel.Range(items, parts, part)
+			var beta float32
+			for it := i0; it < i1; it++ {
+				n, p0 := it/nt, (it%nt)*tl
+				p1 := min(p0+tl, hw)
+				xn, dyn := x[n*xs:(n+1)*xs], dy[n*ys:(n+1)*ys]
+				if g.direct() {
+					g.gemm.Sgemm(false, true, g.cout, g.cin, p1-p0, 1, dyn[p0:], hw, xn[p0:], hw, beta, acc, g.cin)
+				} else {
+					g.im2col(xn, p0, p1, col)
+					g.gemm.Sgemm(false, true, g.cout, k, p1-p0, 1, dyn[p0:], hw, col, p1-p0, beta, acc, k)
+				}
+				beta = 1
 			}
-			beta = 1
-		}
-		if lo != 0 {
-			op.mu.Lock()
-			op.pending = append(op.pending, convPartial{lo, acc})
-			op.mu.Unlock()
 		}
 	})
-	ps := op.pending
-	for i := 1; i < len(ps); i++ { // insertion sort by lo: a handful of entries
-		for j := i; j > 0 && ps[j].lo < ps[j-1].lo; j-- {
-			ps[j], ps[j-1] = ps[j-1], ps[j]
+	if parts > 1 {
+		parallelBlocks(len(dw), func(lo, hi int) {
+			d := dw[lo:hi]
+			for _, p := range sums[1:] {
+				for i, v := range p[lo:hi] {
+					d[i] += v
+				}
+			}
+		})
+		for _, p := range sums[1:] {
+			op.parts.put(p)
 		}
 	}
-	for _, p := range ps {
-		for i, v := range p.sum {
-			dw[i] += v
-		}
-		op.parts.put(p.sum)
-	}
-	clear(ps)
-	op.pending = ps[:0]
+	clear(sums)
+	op.sums = sums[:0]
 }
 
 // ---------------------------------------------------------------------------------

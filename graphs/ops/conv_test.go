@@ -491,7 +491,7 @@ func TestTrainStepRepeatable(t *testing.T) {
 	flat := G.Must(G.Reshape(h3, tensor.Shape{n, feat}))
 	w4, b4 := param("w4", 7, 2, feat), param("b4", 8, 2)
 	params = append(params, w4, b4)
-	y, err := Linear(flat, w4, b4)
+	y, err := Linear(flat, w4, b4, LinearConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}

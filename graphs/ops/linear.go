@@ -19,11 +19,12 @@ import (
 // fused into the forward product. The gradients with respect to x, w and b are three
 // separate ops. Outputs belong to the op and are reused by every run of the graph, as
 // for Conv2D.
-func Linear(x, w, b *G.Node) (*G.Node, error) {
+func Linear(x, w, b *G.Node, cfg LinearConfig) (*G.Node, error) {
 	geom, err := newLinearGeom(x, w, b)
 	if err != nil {
 		return nil, err
 	}
+	geom.gemm = cfg.Gemm
 	op := &linearOp{linearGeom: geom, out: convOutput{shape: tensor.Shape{geom.n, geom.nout}}}
 	children := []*G.Node{x, w}
 	if b != nil {
@@ -36,9 +37,18 @@ func Linear(x, w, b *G.Node) (*G.Node, error) {
 	return y, nil
 }
 
+// LinearConfig holds a fully connected layer's options, which do not change what is
+// computed beyond float32 rounding.
+type LinearConfig struct {
+	// Gemm is the matrix-multiplication kernel family the layer and its gradients use;
+	// the zero value is the fastest this CPU supports.
+	Gemm gemm.Kernel
+}
+
 type linearGeom struct {
 	n, nin, nout int
 	bias         bool
+	gemm         gemm.Kernel
 }
 
 func newLinearGeom(x, w, b *G.Node) (linearGeom, error) {
@@ -76,6 +86,9 @@ func (g *linearGeom) String() string {
 	s := fmt.Sprintf("x(%d,%d) w(%d,%d)", g.n, g.nin, g.nout, g.nin)
 	if g.bias {
 		s += " bias"
+	}
+	if g.gemm != (gemm.Kernel{}) {
+		s += " gemm=" + g.gemm.Name()
 	}
 	return s
 }
@@ -148,7 +161,7 @@ func (op *linearOp) Do(inputs ...G.Value) (G.Value, error) {
 		beta = 1
 	}
 	g := &op.linearGeom
-	gemm.Sgemm(false, true, g.n, g.nout, g.nin, 1, x, g.nin, w, g.nin, beta, y, g.nout)
+	g.gemm.Sgemm(false, true, g.n, g.nout, g.nin, 1, x, g.nin, w, g.nin, beta, y, g.nout)
 	return t, nil
 }
 
@@ -211,7 +224,7 @@ func (op *linearGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	t, dx := op.out.get(&op.opHooks)
 	g := &op.linearGeom
-	gemm.Sgemm(false, false, g.n, g.nin, g.nout, 1, dy, g.nout, w, g.nin, 0, dx, g.nin)
+	g.gemm.Sgemm(false, false, g.n, g.nin, g.nout, 1, dy, g.nout, w, g.nin, 0, dx, g.nin)
 	return t, nil
 }
 
@@ -244,7 +257,7 @@ func (op *linearGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	t, dw := op.out.get(&op.opHooks)
 	g := &op.linearGeom
-	gemm.Sgemm(true, false, g.nout, g.nin, g.n, 1, dy, g.nout, x, g.nin, 0, dw, g.nin)
+	g.gemm.Sgemm(true, false, g.nout, g.nin, g.n, 1, dy, g.nout, x, g.nin, 0, dw, g.nin)
 	return t, nil
 }
 

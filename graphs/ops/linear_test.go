@@ -28,7 +28,7 @@ func (c linearCase) build(g *G.ExprGraph, in []*G.Node) (*G.Node, error) {
 	if c.bias {
 		b = in[2]
 	}
-	return Linear(in[0], in[1], b)
+	return Linear(in[0], in[1], b, LinearConfig{})
 }
 
 var linearCases = []linearCase{
@@ -86,23 +86,23 @@ func TestLinearErrors(t *testing.T) {
 		want  string
 	}{
 		{"nil x", func(g *G.ExprGraph) (*G.Node, error) {
-			return Linear(nil, f32(g, "w", 4, 3), nil)
+			return Linear(nil, f32(g, "w", 4, 3), nil, LinearConfig{})
 		}, "x and w must not be nil"},
 		{"float64 w", func(g *G.ExprGraph) (*G.Node, error) {
 			w := G.NewTensor(g, tensor.Float64, 2, G.WithShape(4, 3), G.WithName("w"))
-			return Linear(f32(g, "x", 2, 3), w, nil)
+			return Linear(f32(g, "x", 2, 3), w, nil, LinearConfig{})
 		}, "w has dtype float64, want float32"},
 		{"4-D x", func(g *G.ExprGraph) (*G.Node, error) {
-			return Linear(f32(g, "x", 2, 3, 4, 4), f32(g, "w", 4, 48), nil)
+			return Linear(f32(g, "x", 2, 3, 4, 4), f32(g, "w", 4, 48), nil, LinearConfig{})
 		}, "x has shape (2, 3, 4, 4), want 2-D (N,In)"},
 		{"1-D w", func(g *G.ExprGraph) (*G.Node, error) {
-			return Linear(f32(g, "x", 2, 3), f32(g, "w", 3), nil)
+			return Linear(f32(g, "x", 2, 3), f32(g, "w", 3), nil, LinearConfig{})
 		}, "w has shape (3), want 2-D (Out,In)"},
 		{"feature mismatch", func(g *G.ExprGraph) (*G.Node, error) {
-			return Linear(f32(g, "x", 2, 3), f32(g, "w", 4, 5), nil)
+			return Linear(f32(g, "x", 2, 3), f32(g, "w", 4, 5), nil, LinearConfig{})
 		}, "w has shape (4, 5), want (4, 3): x (2, 3) has 3 features"},
 		{"bias length", func(g *G.ExprGraph) (*G.Node, error) {
-			return Linear(f32(g, "x", 2, 3), f32(g, "w", 4, 3), f32(g, "b", 3))
+			return Linear(f32(g, "x", 2, 3), f32(g, "w", 4, 3), f32(g, "b", 3), LinearConfig{})
 		}, "b has shape (3), want (4)"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -208,30 +208,3 @@ func (b *ownedBuf) get(h *opHooks, shape tensor.Shape) (*tensor.Dense, []float32
 	}
 	return b.t, b.data
 }
-
-// parallelBlocks runs body over [0, n) in blocks large enough to be worth a goroutine;
-// small n runs inline.
-func parallelBlocks(n int, body func(lo, hi int)) {
-	const block = 1 << 15
-	if n <= block {
-		if n > 0 {
-			body(0, n)
-		}
-		return
-	}
-	parallelFor((n+block-1)/block, func(lo, hi int) {
-		body(lo*block, min(hi*block, n))
-	})
-}
-
-// parallelPlanes runs body over planes [0, planes) of planeSize elements each, in
-// parallel when there is enough work.
-func parallelPlanes(planes, planeSize int, body func(lo, hi int)) {
-	if planes*planeSize <= 1<<14 {
-		if planes > 0 {
-			body(0, planes)
-		}
-		return
-	}
-	parallelFor(planes, body)
-}

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // Winograd F(4x4, 3x3) convolution for the 3x3 stride-1 layers that make up almost all
@@ -276,6 +277,7 @@ type wgConv struct {
 	th, tw       int // tiles per image: ceil(Ho/4) × ceil(Wo/4)
 	cip, cop     int // channels padded to 16
 	chunkTiles   int // tiles per chunk, for tests; 0: chosen by size
+	gemm         gemm.Kernel
 }
 
 func newWgConv(n, cin, h, w, cout, ho, wo, pt, pl int) wgConv {
@@ -289,8 +291,12 @@ const wgChunkBytes = 1 << 20
 
 // chunkRows returns the number of tile rows processed together: about enough tiles that
 // the transformed inputs and outputs of a chunk fill wgChunkBytes, at least 64 tiles
-// (the GEMMs of wide layers repack the filters for every chunk) and at most 512.
-func (c *wgConv) chunkRows() int {
+// (the GEMMs of wide layers repack the filters for every chunk) and at most 512. With
+// ways > 1 the number of chunks is rounded up to a multiple of ways, so that goroutines
+// taking whole chunks finish together: the forward pass and the data gradient, whose
+// chunks write disjoint outputs, pass GOMAXPROCS; the filter gradient, which sums over
+// chunks, passes its number of parts, so that its chunks depend on the sizes alone.
+func (c *wgConv) chunkRows(ways int) int {
 	t := wgChunkBytes / (4 * 36 * (c.cip + c.cop))
 	t = min(max(t, 64), 512)
 	if c.chunkTiles > 0 {
@@ -299,10 +305,8 @@ func (c *wgConv) chunkRows() int {
 	rows := max(1, (t+c.tw/2)/c.tw)
 	total := c.n * c.th
 	if c.chunkTiles == 0 {
-		// When the goroutines take whole chunks (see chunks), make the number of chunks a
-		// multiple of theirs, so that none waits for another's last chunk.
 		n := (total + rows - 1) / rows
-		if p := runtime.GOMAXPROCS(0); p > 1 && n >= 2*p && n%p != 0 {
+		if p := ways; p > 1 && n >= 2*p && n%p != 0 {
 			n = (n + p - 1) / p * p
 			rows = (total + n - 1) / n
 		}
@@ -500,13 +504,13 @@ func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y [
 
 // forwardFrom is forward reading x from its channels-last copy xa when not nil.
 func (c *wgConv) forwardFrom(ws *Workspace, x []float32, xa *nhwc, u, bias []float32, floor float32, y []float32) {
-	T := c.chunkRows()
+	T := c.chunkRows(runtime.GOMAXPROCS(0))
 	biasP := ws.get(c.cop)
 	defer ws.put(biasP)
 	clear(biasP)
 	copy(biasP, bias)
 	maxTiles := T * c.tw
-	c.chunks(T, false, func(_ int, par bool) func(r0, r1 int) {
+	c.chunks(T, func(par bool) func(r0, r1 int) {
 		v := ws.get(36 * maxTiles * c.cip)
 		m := ws.get(36 * maxTiles * c.cop)
 		if c.cout < c.cop {
@@ -568,54 +572,46 @@ func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bia
 }
 
 // chunks runs the chunks of T tile rows each. With enough chunks, every goroutine takes
-// whole chunks and runs them alone (no synchronisation inside a chunk); otherwise the
-// chunks run one after the other, each phase spread over goroutines. worker is called
-// once per goroutine with its index (par: whether its chunks should parallelise their
-// phases) and returns the function that runs chunk [r0, r1), called with r0 < 0 at the
-// end. With static, goroutine i takes the i-th contiguous share of the chunks (so that
-// per-goroutine sums are the same from run to run); otherwise chunks go to whichever
-// goroutine is free. chunks returns the number of goroutines used.
-func (c *wgConv) chunks(T int, static bool, worker func(id int, par bool) func(r0, r1 int)) int {
+// whole chunks (whichever is next) and runs them alone (no synchronisation inside a
+// chunk); otherwise the chunks run one after the other, each phase spread over
+// goroutines. worker is called once per goroutine (par: whether its chunks should
+// parallelise their phases) and returns the function that runs chunk [r0, r1), called
+// with r0 < 0 at the end. Which goroutine runs a chunk varies from run to run: chunks
+// must write only their own outputs.
+func (c *wgConv) chunks(T int, worker func(par bool) func(r0, r1 int)) {
 	rows := c.n * c.th
 	n := (rows + T - 1) / T
 	workers := min(runtime.GOMAXPROCS(0), n)
 	if n < 2*workers || workers < 2 {
-		run := worker(0, true)
+		run := worker(true)
 		for r0 := 0; r0 < rows; r0 += T {
 			run(r0, min(r0+T, rows))
 		}
 		run(-1, -1)
-		return 1
+		return
 	}
 	var next atomic.Int64
-	var wgr sync.WaitGroup
-	for id := range workers {
-		wgr.Add(1)
-		body := func() {
-			defer wgr.Done()
-			run := worker(id, false)
-			k, end := id*n/workers, (id+1)*n/workers
+	parallelFor(workers, func(lo, hi int) {
+		for range hi - lo {
+			run := worker(false)
 			for {
-				if !static {
-					k, end = int(next.Add(1)-1), n
-				}
-				if k >= end {
+				k := int(next.Add(1) - 1)
+				if k >= n {
 					break
 				}
 				run(k*T, min((k+1)*T, rows))
-				k++
 			}
 			run(-1, -1)
 		}
-		if id == workers-1 { // the last on this goroutine
-			body()
-		} else {
-			go body()
-		}
-	}
-	wgr.Wait()
-	return workers
+	})
 }
+
+// wgGradMaxParts is the most partial sums of dU the filter gradient adds up, and
+// wgGradMinChunks the fewest chunks of a part.
+const (
+	wgGradMaxParts  = 4
+	wgGradMinChunks = 2
+)
 
 // filterGrad computes dW (Cout × Cin·9) of y = x ⊛ w from dY.
 func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
@@ -625,60 +621,59 @@ func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
 // filterGradFrom is filterGrad reading dY from its channels-last copy dya when not nil
 // (laid out by gradLayout).
 func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []float32) {
-	T := c.chunkRows()
-	maxTiles := T * c.tw
+	T := c.chunkRows(1)
 	duF := 36 * c.cin * c.cop
 	rows := c.n * c.th
+	chunks := (rows + T - 1) / T
+	parts := 1
+	if duF <= 1<<20 {
+		parts = parallel.Parts(chunks, wgGradMinChunks, wgGradMaxParts)
+		// As many chunks in every part, of near-equal sizes (rows Range(rows, chunks,
+		// k)), so that the parts take the same time.
+		chunks = chunks / parts * parts
+	}
+	maxTiles := (rows + chunks - 1) / chunks * c.tw
 	du := ws.get(duF)
-	var parts [][]float32 // per-goroutine partial sums of dU, in goroutine order
-	var mu sync.Mutex
-	worker := func(id int, par bool) func(r0, r1 int) {
+	// dU is a sum over chunks. They are cut into parts fixed by the sizes (one when
+	// partial sums would be large); each part adds its chunks in order, into du for the
+	// first part and into a partial sum for the others, and the partial sums are then
+	// added to du in part order. The thread count decides only which goroutine runs a
+	// part, so dU has the same bits on any number of threads.
+	sums := make([][]float32, parts)
+	sums[0] = du
+	for i := 1; i < parts; i++ {
+		sums[i] = ws.get(duF)
+	}
+	// part runs the chunks of part i; par spreads each phase over goroutines.
+	part := func(i int, par bool) {
 		v := ws.get(36 * maxTiles * c.cip)
 		m := ws.get(36 * maxTiles * c.cop)
-		target := du
-		if !par {
-			target = ws.get(duF)
-			mu.Lock()
-			for len(parts) <= id {
-				parts = append(parts, nil)
-			}
-			parts[id] = target
-			mu.Unlock()
-		}
 		var segs, dsegs []segment
-		started := false
-		return func(r0, r1 int) {
-			if r0 < 0 {
-				ws.put(v)
-				ws.put(m)
-				if !started && !par {
-					clear(target)
-				}
-				return
-			}
-			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, target, started, r0, r1, segs, dsegs)
-			started = true
+		k0, k1 := parallel.Range(chunks, parts, i)
+		for k := k0; k < k1; k++ {
+			r0, r1 := parallel.Range(rows, chunks, k)
+			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, sums[i], k > k0, r0, r1, segs, dsegs)
 		}
+		ws.put(v)
+		ws.put(m)
 	}
-	if duF > 1<<20 {
-		// Partial sums would be large: run the chunks in turn, phases in parallel.
-		run := worker(0, true)
-		for r0 := 0; r0 < rows; r0 += T {
-			run(r0, min(r0+T, rows))
-		}
-		run(-1, -1)
-	} else if c.chunks(T, true, worker) > 1 {
-		// One pass over du, adding the parts in goroutine order.
+	if parts == 1 {
+		part(0, true)
+	} else {
+		parallelFor(parts, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				part(i, false)
+			}
+		})
 		parallelFor(len(du), func(lo, hi int) {
 			d := du[lo:hi]
-			copy(d, parts[0][lo:hi])
-			for _, p := range parts[1:] {
+			for _, p := range sums[1:] {
 				for i, v := range p[lo:hi] {
 					d[i] += v
 				}
 			}
 		})
-		for _, p := range parts {
+		for _, p := range sums[1:] {
 			ws.put(p)
 		}
 	}
@@ -762,20 +757,20 @@ const wgSmallMax = 256
 // padding columns of M come out as V times U's zero padding columns.
 func (c *wgConv) mulNN(nt int, v, u, m []float32) {
 	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
-		gemm.SmallNN(nt, c.cop, c.cin, v, c.cip, u, c.cop, 0, m, c.cop)
+		c.gemm.SmallNN(nt, c.cop, c.cin, v, c.cip, u, c.cop, 0, m, c.cop)
 		return
 	}
-	gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v, c.cip, u, c.cop, 0, m, c.cop)
+	c.gemm.Sgemm(false, false, nt, c.cout, c.cin, 1, v, c.cip, u, c.cop, 0, m, c.cop)
 }
 
 // mulTN sets dU_ξ (Cin × cop) = V_ξᵀ (Cin × nt) · dM_ξ (nt × cop) + beta·dU_ξ. The padding
 // columns of dU get V times dM's padding (cleared by the caller before use).
 func (c *wgConv) mulTN(nt int, v, dm []float32, beta float32, du []float32) {
 	if c.cin <= wgSmallMax && c.cop <= wgSmallMax {
-		gemm.SmallTN(c.cin, c.cop, nt, v, c.cip, dm, c.cop, beta, du, c.cop)
+		c.gemm.SmallTN(c.cin, c.cop, nt, v, c.cip, dm, c.cop, beta, du, c.cop)
 		return
 	}
-	gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v, c.cip, dm, c.cop, beta, du, c.cop)
+	c.gemm.Sgemm(true, false, c.cin, c.cout, nt, 1, v, c.cip, dm, c.cop, beta, du, c.cop)
 }
 
 // forRange runs f over [0, n): spread over goroutines when par, else in one call.
@@ -790,7 +785,7 @@ func forRange(par bool, n int, f func(lo, hi int)) {
 // dataGrad returns the engine computing dX of y = x ⊛ w as a convolution of dY.
 func (c *wgConv) dataGrad() wgConv {
 	d := newWgConv(c.n, c.cout, c.ho, c.wo, c.cin, c.h, c.w, 2-c.pt, 2-c.pl)
-	d.chunkTiles = c.chunkTiles
+	d.chunkTiles, d.gemm = c.chunkTiles, c.gemm
 	return d
 }
 

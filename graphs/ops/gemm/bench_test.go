@@ -30,8 +30,6 @@ var benchShapes = []benchShape{
 
 // BenchmarkSgemm reports GFLOP/s per kernel family, shape and thread count.
 func BenchmarkSgemm(b *testing.B) {
-	prevK := Kernel()
-	defer SetKernel(prevK)
 	prevP := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(prevP)
 	for _, kern := range Kernels() {
@@ -41,7 +39,8 @@ func BenchmarkSgemm(b *testing.B) {
 					continue
 				}
 				b.Run(fmt.Sprintf("%s/%s/t%d", kern, s.name, threads), func(b *testing.B) {
-					if err := SetKernel(kern); err != nil {
+					kn, err := Lookup(kern)
+					if err != nil {
 						b.Fatal(err)
 					}
 					runtime.GOMAXPROCS(threads)
@@ -59,7 +58,7 @@ func BenchmarkSgemm(b *testing.B) {
 					c := newMat(r, s.m, s.n, s.n)
 					b.ReportAllocs()
 					for b.Loop() {
-						Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a.d, a.ld, bm.d, bm.ld, s.beta, c.d, c.ld)
+						kn.Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a.d, a.ld, bm.d, bm.ld, s.beta, c.d, c.ld)
 					}
 					flops := 2 * float64(s.m) * float64(s.n) * float64(s.k) * float64(b.N)
 					b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")

@@ -4,10 +4,12 @@ package gemm
 
 import "golang.org/x/sys/cpu"
 
-func registerArch() {
+// archImpls returns the assembly kernel families this CPU supports, fastest first.
+func archImpls() []*impl {
+	var out []*impl
 	hasFMA := cpu.X86.HasAVX2 && cpu.X86.HasFMA
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && hasFMA {
-		register(&impl{
+		out = append(out, &impl{
 			name:          "avx512",
 			mr:            avx512MR,
 			lanes:         avx512Lanes,
@@ -22,7 +24,7 @@ func registerArch() {
 		})
 	}
 	if hasFMA {
-		register(&impl{
+		out = append(out, &impl{
 			name:          "avx2",
 			mr:            avx2MR,
 			lanes:         avx2Lanes,
@@ -35,6 +37,7 @@ func registerArch() {
 			flopsPerCycle: 32,
 		})
 	}
+	return out
 }
 
 var haveAVX = cpu.X86.HasAVX

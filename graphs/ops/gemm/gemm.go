@@ -14,27 +14,70 @@
 // 512 KiB of a 1 MiB L2), mc = 2016 (A block in L2/L3; B is packed once per mc block).
 // Products of more than a few MFLOP are split across runtime.GOMAXPROCS(0) goroutines
 // as a grid of C rectangles; packing buffers and helper goroutines are reused, so
-// steady-state calls do not allocate.
+// steady-state calls do not allocate. K is never split: every element of C is summed by
+// one thread in an order fixed by the sizes, so the thread count never changes a bit.
 //
-// The kernel can be forced with the VGGO_GEMM environment variable (read once at start-up)
-// or SetKernel: "avx512", "avx2" or "generic".
+// The kernel family is a value, Kernel: its zero value is the fastest family the CPU
+// supports (detected once, without side effects); Lookup picks one by name ("avx512",
+// "avx2" or "generic") for benchmarks and tests. Ops hold the Kernel they were built
+// with, so two graphs in one process may use different families.
 package gemm
 
 //go:generate go run gen_kernels.go
 
 import (
 	"fmt"
-	"os"
 	"strings"
-	"sync/atomic"
 )
+
+// Kernel is a micro-kernel family: Sgemm, SmallNN and SmallTN compute with it. The
+// zero value is the fastest family this CPU (and build) supports. Kernels are small
+// immutable values; copy them freely.
+type Kernel struct{ impl *impl }
+
+// Lookup returns the kernel family name ("avx512", "avx2", "generic"; "" or "auto" is
+// the zero Kernel, the fastest). It fails when the family is unknown or not supported
+// by this CPU.
+func Lookup(name string) (Kernel, error) {
+	name = strings.ToLower(strings.TrimSpace(name))
+	if name == "" || name == "auto" {
+		return Kernel{}, nil
+	}
+	for _, k := range supported {
+		if k.name == name {
+			return Kernel{k}, nil
+		}
+	}
+	return Kernel{}, fmt.Errorf("gemm: kernel %q is not available on this CPU (have %s)", name, strings.Join(Kernels(), ", "))
+}
+
+// Name reports the family: "avx512", "avx2" or "generic".
+func (k Kernel) Name() string { return k.get().name }
+
+func (k Kernel) String() string { return k.Name() }
+
+func (k Kernel) get() *impl {
+	if k.impl == nil {
+		return supported[0]
+	}
+	return k.impl
+}
+
+// Kernels lists the kernel families this CPU (and build) supports, fastest first.
+func Kernels() []string {
+	names := make([]string, len(supported))
+	for i, k := range supported {
+		names[i] = k.name
+	}
+	return names
+}
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32 matrices, where
 // op(A) is m×k (A is k×m when transA), op(B) is k×n (B is n×k when transB) and C is m×n.
 // lda, ldb and ldc are the row strides of A, B and C. When beta is 0, C is overwritten
 // without being read (NaNs in C do not propagate). When alpha is 0 or k is 0, A and B are
 // not read.
-func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (kn Kernel) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return
 	}
@@ -46,7 +89,7 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		scaleC(m, n, beta, c, ldc)
 		return
 	}
-	impl := current.Load()
+	impl := kn.get()
 	p := problem{
 		transA: transA, transB: transB,
 		m: m, n: n, k: k,
@@ -145,48 +188,6 @@ type impl struct {
 
 func (k *impl) nr() int { return k.nv * k.lanes }
 
-var (
-	impls   = map[string]*impl{}
-	order   []string // fastest first, only those this CPU supports
-	current atomic.Pointer[impl]
-)
-
-func register(k *impl) {
-	impls[k.name] = k
-	order = append(order, k.name)
-}
-
-func init() {
-	registerArch()
-	register(genericImpl)
-	current.Store(impls[order[0]])
-	if env := strings.TrimSpace(os.Getenv("VGGO_GEMM")); env != "" {
-		if err := SetKernel(env); err != nil {
-			fmt.Fprintf(os.Stderr, "vggo: VGGO_GEMM: %v; using %s\n", err, Kernel())
-		}
-	}
-}
-
-// Kernel reports the micro-kernel family Sgemm uses: "avx512", "avx2" or "generic".
-func Kernel() string { return current.Load().name }
-
-// Kernels lists the kernel families this CPU (and build) supports, fastest first.
-func Kernels() []string { return append([]string(nil), order...) }
-
-// SetKernel forces a kernel family ("avx512", "avx2", "generic"; "" or "auto" picks the
-// fastest this CPU supports). It fails, leaving the kernel unchanged, when the family is
-// unknown or not supported here. It is safe to call concurrently with Sgemm; calls already
-// running finish with the kernel they started with.
-func SetKernel(name string) error {
-	name = strings.ToLower(strings.TrimSpace(name))
-	if name == "" || name == "auto" {
-		current.Store(impls[order[0]])
-		return nil
-	}
-	k, ok := impls[name]
-	if !ok {
-		return fmt.Errorf("gemm kernel %q is not available on this CPU (have %s)", name, strings.Join(order, ", "))
-	}
-	current.Store(k)
-	return nil
-}
+// supported is the kernel families this CPU and build support, fastest first. It is
+// fixed at start-up from the CPU's features and never changes.
+var supported = append(archImpls(), genericImpl)

@@ -9,16 +9,15 @@ import (
 	"testing"
 )
 
-// forEachKernel runs f once per kernel family this CPU supports, restoring the default.
-func forEachKernel(t *testing.T, f func(t *testing.T)) {
+// forEachKernel runs f once per kernel family this CPU supports.
+func forEachKernel(t *testing.T, f func(t *testing.T, kn Kernel)) {
 	t.Helper()
-	prev := Kernel()
-	defer SetKernel(prev)
 	for _, name := range Kernels() {
-		if err := SetKernel(name); err != nil {
+		kn, err := Lookup(name)
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run(name, f)
+		t.Run(name, func(t *testing.T) { f(t, kn) })
 	}
 }
 
@@ -90,7 +89,7 @@ func refGemm(transA, transB bool, m, n, k int, alpha float32, a mat, b mat, beta
 
 type shape struct{ m, n, k int }
 
-func checkOne(t *testing.T, r *rand.Rand, transA, transB bool, s shape, pad int, alpha, beta float32) {
+func checkOne(t *testing.T, kn Kernel, r *rand.Rand, transA, transB bool, s shape, pad int, alpha, beta float32) {
 	t.Helper()
 	m, n, k := s.m, s.n, s.k
 	ar, ac := m, k
@@ -112,7 +111,7 @@ func checkOne(t *testing.T, r *rand.Rand, transA, transB bool, s shape, pad int,
 		}
 	}
 	ref, bound := refGemm(transA, transB, m, n, k, alpha, a, b, beta, c)
-	Sgemm(transA, transB, m, n, k, alpha, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
+	kn.Sgemm(transA, transB, m, n, k, alpha, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
 	bad := 0
 	for i := 0; i < m; i++ {
 		for j := 0; j < c.ld && i*c.ld+j < len(c.d); j++ {
@@ -145,15 +144,15 @@ var testShapes = []shape{
 }
 
 func TestSgemmShapes(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
 		r := rand.New(rand.NewPCG(1, 2))
 		for _, s := range testShapes {
 			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
 				for _, ab := range [][2]float32{{1, 0}, {1, 1}, {-0.5, 0.25}, {2, -1}} {
-					checkOne(t, r, tr[0], tr[1], s, 0, ab[0], ab[1])
+					checkOne(t, kn, r, tr[0], tr[1], s, 0, ab[0], ab[1])
 				}
-				checkOne(t, r, tr[0], tr[1], s, 3, 0.75, 0)
-				checkOne(t, r, tr[0], tr[1], s, 5, 1, 1.5)
+				checkOne(t, kn, r, tr[0], tr[1], s, 3, 0.75, 0)
+				checkOne(t, kn, r, tr[0], tr[1], s, 5, 1, 1.5)
 			}
 		}
 	})
@@ -171,7 +170,7 @@ func TestSgemmLarge(t *testing.T) {
 		{130, 130, 1025}, // k just past a kc multiple
 		{50, 196, 700},   // n = 14*14: a narrow right edge
 	}
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
 		r := rand.New(rand.NewPCG(3, 4))
 		for i, s := range shapes {
 			tr := [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}}
@@ -181,7 +180,7 @@ func TestSgemmLarge(t *testing.T) {
 					continue
 				}
 				ab := [][2]float32{{1, 0}, {1, 1}, {0.5, -2}}[(i+ti)%3]
-				checkOne(t, r, x[0], x[1], s, 1+ti, ab[0], ab[1])
+				checkOne(t, kn, r, x[0], x[1], s, 1+ti, ab[0], ab[1])
 			}
 		}
 	})
@@ -192,12 +191,12 @@ func TestSgemmLarge(t *testing.T) {
 func TestSgemmThreadGrids(t *testing.T) {
 	prev := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(prev)
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
 		r := rand.New(rand.NewPCG(5, 6))
 		for _, procs := range []int{1, 2, 3, 4, 7} {
 			runtime.GOMAXPROCS(procs)
 			for _, s := range []shape{{200, 200, 60}, {20, 2000, 60}, {2000, 20, 60}, {97, 301, 150}} {
-				checkOne(t, r, procs%2 == 0, procs%3 == 0, s, 1, 1, 0.5)
+				checkOne(t, kn, r, procs%2 == 0, procs%3 == 0, s, 1, 1, 0.5)
 			}
 		}
 	})
@@ -217,7 +216,7 @@ func TestSgemmConcurrentCalls(t *testing.T) {
 			got := make([]float32, m*n)
 			sgemmNaive(m, n, k, a.d, b.d, want)
 			for it := 0; it < 5; it++ {
-				Sgemm(false, false, m, n, k, 1, a.d, k, b.d, n, 0, got, n)
+				Kernel{}.Sgemm(false, false, m, n, k, 1, a.d, k, b.d, n, 0, got, n)
 				for i := range got {
 					if d := math.Abs(float64(got[i] - want[i])); d > 1e-3 {
 						errs <- fmt.Sprintf("goroutine %d: C[%d] = %v, want %v", g, i, got[i], want[i])
@@ -247,35 +246,35 @@ func sgemmNaive(m, n, k int, a, b, c []float32) {
 }
 
 func TestSgemmDegenerate(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
 		nan := float32(math.NaN())
 		// k == 0: C = beta*C, A and B not read (nil is fine).
 		c := []float32{1, 2, 3, 4}
-		Sgemm(false, false, 2, 2, 0, 1, nil, 1, nil, 2, 2, c, 2)
+		kn.Sgemm(false, false, 2, 2, 0, 1, nil, 1, nil, 2, 2, c, 2)
 		if c[0] != 2 || c[3] != 8 {
 			t.Errorf("k=0, beta=2: got %v", c)
 		}
 		c = []float32{nan, nan, nan, nan}
-		Sgemm(false, false, 2, 2, 0, 1, nil, 1, nil, 2, 0, c, 2)
+		kn.Sgemm(false, false, 2, 2, 0, 1, nil, 1, nil, 2, 0, c, 2)
 		if c[0] != 0 || c[3] != 0 {
 			t.Errorf("k=0, beta=0: got %v", c)
 		}
 		// alpha == 0: A and B are not read, NaNs in them do not propagate.
 		a := []float32{nan, nan, nan, nan}
 		c = []float32{1, 2, 3, 4}
-		Sgemm(false, false, 2, 2, 2, 0, a, 2, a, 2, 1, c, 2)
+		kn.Sgemm(false, false, 2, 2, 2, 0, a, 2, a, 2, 1, c, 2)
 		if c[0] != 1 || c[3] != 4 {
 			t.Errorf("alpha=0: got %v", c)
 		}
 		// beta == -0 behaves as beta == 0: C is not read.
 		c = []float32{nan, nan, nan, nan}
-		Sgemm(false, false, 2, 2, 1, 1, []float32{1, 2}, 1, []float32{3, 4}, 2, float32(math.Copysign(0, -1)), c, 2)
+		kn.Sgemm(false, false, 2, 2, 1, 1, []float32{1, 2}, 1, []float32{3, 4}, 2, float32(math.Copysign(0, -1)), c, 2)
 		if c[0] != 3 || c[1] != 4 || c[2] != 6 || c[3] != 8 {
 			t.Errorf("beta=-0: got %v", c)
 		}
 		// m == 0 or n == 0: nothing happens, even with nil slices.
-		Sgemm(false, false, 0, 5, 5, 1, nil, 5, nil, 5, 0, nil, 5)
-		Sgemm(true, true, 5, 0, 5, 1, nil, 5, nil, 5, 0, nil, 0)
+		kn.Sgemm(false, false, 0, 5, 5, 1, nil, 5, nil, 5, 0, nil, 5)
+		kn.Sgemm(true, true, 5, 0, 5, 1, nil, 5, nil, 5, 0, nil, 0)
 	})
 }
 
@@ -285,23 +284,23 @@ func TestSgemmShortSlicePanics(t *testing.T) {
 			t.Error("no panic for a too-short C")
 		}
 	}()
-	Sgemm(false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2)
+	Kernel{}.Sgemm(false, false, 2, 2, 2, 1, make([]float32, 4), 2, make([]float32, 4), 2, 0, make([]float32, 3), 2)
 }
 
-func TestSetKernel(t *testing.T) {
-	prev := Kernel()
-	defer SetKernel(prev)
-	if err := SetKernel("no-such-kernel"); err == nil {
-		t.Error("SetKernel accepted an unknown kernel")
+func TestLookup(t *testing.T) {
+	if _, err := Lookup("no-such-kernel"); err == nil {
+		t.Error("Lookup accepted an unknown kernel")
 	}
-	if Kernel() != prev {
-		t.Errorf("failed SetKernel changed the kernel to %s", Kernel())
+	for _, tc := range []struct{ name, want string }{
+		{"", Kernels()[0]}, {"auto", Kernels()[0]}, {" Generic ", "generic"}, {"generic", "generic"},
+	} {
+		k, err := Lookup(tc.name)
+		if err != nil || k.Name() != tc.want {
+			t.Errorf("Lookup(%q) = %v, %v; want %s", tc.name, k, err, tc.want)
+		}
 	}
-	if err := SetKernel("generic"); err != nil || Kernel() != "generic" {
-		t.Errorf("SetKernel(generic): %v, Kernel() = %s", err, Kernel())
-	}
-	if err := SetKernel("auto"); err != nil || Kernel() != Kernels()[0] {
-		t.Errorf("SetKernel(auto): %v, Kernel() = %s", err, Kernel())
+	if got := (Kernel{}).Name(); got != Kernels()[0] {
+		t.Errorf("zero Kernel is %s, want the fastest, %s", got, Kernels()[0])
 	}
 	t.Logf("kernels: %v", Kernels())
 }
@@ -310,10 +309,51 @@ func TestNoAllocs(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, s := range []shape{{64, 784, 576}, {20, 20, 20}} {
 		a, b, c := newMat(r, s.m, s.k, s.k), newMat(r, s.k, s.n, s.n), newMat(r, s.m, s.n, s.n)
-		f := func() { Sgemm(false, true, s.m, s.n, s.k, 1, a.d, s.k, b.d, s.k, 0, c.d, s.n) }
+		f := func() { Kernel{}.Sgemm(false, true, s.m, s.n, s.k, 1, a.d, s.k, b.d, s.k, 0, c.d, s.n) }
 		f()
 		if n := testing.AllocsPerRun(20, f); n > 0.1 {
 			t.Errorf("%v: %.1f allocations per call", s, n)
 		}
 	}
+}
+
+// TestSgemmSameBitsAnyThreads: every element of C is computed by one thread with the
+// whole sum over k in a fixed order, so the thread count (which changes only the grid of
+// C rectangles) never changes the bits, for any kernel family.
+func TestSgemmSameBitsAnyThreads(t *testing.T) {
+	prev := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(prev)
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
+		r := rand.New(rand.NewPCG(9, 10))
+		for _, s := range []shape{{200, 200, 600}, {20, 2000, 300}, {2000, 20, 300}, {97, 301, 1500}, {64, 784, 576}} {
+			for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}} {
+				ar, ac := s.m, s.k
+				if tr[0] {
+					ar, ac = ac, ar
+				}
+				br, bc := s.k, s.n
+				if tr[1] {
+					br, bc = bc, br
+				}
+				a, b, c0 := newMat(r, ar, ac, ac), newMat(r, br, bc, bc), newMat(r, s.m, s.n, s.n)
+				var want []float32
+				for _, procs := range []int{1, 2, 3, 4, 7} {
+					runtime.GOMAXPROCS(procs)
+					c := append([]float32(nil), c0.d...)
+					kn.Sgemm(tr[0], tr[1], s.m, s.n, s.k, 0.5, a.d, a.ld, b.d, b.ld, 0.25, c, c0.ld)
+					runtime.GOMAXPROCS(prev)
+					if want == nil {
+						want = c
+						continue
+					}
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(want[i]) {
+							t.Errorf("%v trans %v, GOMAXPROCS %d: C[%d] = %v, %v at GOMAXPROCS 1", s, tr, procs, i, c[i], want[i])
+							break
+						}
+					}
+				}
+			}
+		}
+	})
 }

@@ -7,8 +7,8 @@ import (
 )
 
 func BenchmarkMicroKernel(b *testing.B) {
-	for _, name := range Kernels() {
-		k := impls[name]
+	for _, k := range supported {
+		name := k.name
 		for mr := 1; mr <= k.mr; mr++ {
 			for nv := 1; nv <= k.nv; nv++ {
 				kc := 256

@@ -3,7 +3,8 @@ package gemm
 import (
 	"runtime"
 	"sync"
-	"sync/atomic"
+
+	"github.com/vggo/vggo/internal/parallel"
 )
 
 // Products below this many flops (2·m·n·k) run on the calling goroutine alone: waking a
@@ -13,73 +14,10 @@ const parallelMinFlops = 4 << 20
 // maxParts bounds the threads one call uses.
 const maxParts = 64
 
-// job is one multi-threaded Sgemm call. The caller and the helpers it wakes claim parts
-// (rectangles of C) through next until none are left. A helper that gets to a job only
-// after the caller has finished it (because it was busy with another call's job) does
-// nothing: the caller never waits for helpers that have not started, only for those
-// still computing a part.
-type job struct {
-	k      *impl
-	p      problem
-	tm, tn int // parts grid: tm row ranges × tn column ranges
-	mu, nu int // C size in micro-tile units
-	parts  int32
-	next   atomic.Int32
-
-	lock   sync.Mutex
-	idle   sync.Cond // signalled when active drops to 0
-	gen    uint64    // bumped when the caller is done; stale wake-ups see a new gen
-	active int       // helpers inside work()
-}
-
-// wake is what a helper receives: a job and the generation it was woken for.
-type wake struct {
-	j   *job
-	gen uint64
-}
-
-var jobPool = sync.Pool{New: func() any {
-	j := new(job)
-	j.idle.L = &j.lock
-	return j
-}}
-
-// helpers is the pool of long-lived helper goroutines, started on demand.
-var helpers struct {
-	mu sync.Mutex
-	n  int
-	ch chan wake
-}
-
-func startHelpers(n int) {
-	helpers.mu.Lock()
-	defer helpers.mu.Unlock()
-	if helpers.ch == nil {
-		helpers.ch = make(chan wake, 4*maxParts)
-	}
-	for ; helpers.n < n; helpers.n++ {
-		go helper(helpers.ch)
-	}
-}
-
-func helper(ch <-chan wake) {
-	for w := range ch {
-		j := w.j
-		j.lock.Lock()
-		if j.gen != w.gen {
-			j.lock.Unlock()
-			continue
-		}
-		j.active++
-		j.lock.Unlock()
-		j.work()
-		j.lock.Lock()
-		if j.active--; j.active == 0 {
-			j.idle.Broadcast()
-		}
-		j.lock.Unlock()
-	}
-}
+// pool runs the parts of multi-threaded products. Its helpers park as soon as they are
+// idle: products are long next to a wake-up, and a spinning helper would take a core from
+// the op-level loops that call Sgemm on every thread.
+var pool parallel.Pool
 
 // run computes problem p with kernel family k, in parallel when it is large enough.
 func run(k *impl, p *problem) {
@@ -128,47 +66,36 @@ func split(k *impl, p *problem, mu, nu, threads int) (int, int) {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-func runParallel(k *impl, p *problem, tm, tn, mu, nu int) {
-	j := jobPool.Get().(*job)
-	j.k, j.p = k, *p
-	j.tm, j.tn, j.mu, j.nu = tm, tn, mu, nu
-	j.parts = int32(tm * tn)
-	j.next.Store(0)
-	j.lock.Lock()
-	gen := j.gen
-	j.lock.Unlock()
-	nh := tm*tn - 1
-	startHelpers(nh)
-	for i := 0; i < nh; i++ {
-		select {
-		case helpers.ch <- wake{j, gen}:
-		default: // helpers are swamped: the caller will do the parts itself
-		}
-	}
-	j.work()
-	// Every part is claimed. Retire this generation (late wake-ups become no-ops) and
-	// wait for the helpers still computing a part.
-	j.lock.Lock()
-	j.gen++
-	for j.active > 0 {
-		j.idle.Wait()
-	}
-	j.lock.Unlock()
-	j.p = problem{}
-	jobPool.Put(j)
+// job is one multi-threaded Sgemm call: a tm×tn grid of C rectangles (parts), one per
+// pool index. Jobs are reused, with part bound once, so that calls do not allocate.
+type job struct {
+	k      *impl
+	p      problem
+	tm, tn int // parts grid: tm row ranges × tn column ranges
+	mu, nu int // C size in micro-tile units
+	part   func(lo, hi int)
 }
 
-// work claims and computes parts until none are left.
-func (j *job) work() {
-	var ws *workspace
-	for {
-		i := int(j.next.Add(1) - 1)
-		if i >= int(j.parts) {
-			break
-		}
-		if ws == nil {
-			ws = getWorkspace()
-		}
+var jobs = sync.Pool{New: func() any {
+	j := new(job)
+	j.part = j.run
+	return j
+}}
+
+// runParallel computes p as a tm×tn grid of C rectangles.
+func runParallel(k *impl, p *problem, tm, tn, mu, nu int) {
+	j := jobs.Get().(*job)
+	j.k, j.p = k, *p
+	j.tm, j.tn, j.mu, j.nu = tm, tn, mu, nu
+	pool.For(tm*tn, j.part)
+	j.k, j.p = nil, problem{}
+	jobs.Put(j)
+}
+
+// run computes parts [lo, hi).
+func (j *job) run(lo, hi int) {
+	ws := getWorkspace()
+	for i := lo; i < hi; i++ {
 		im, in := i/j.tn, i%j.tn
 		m0 := min(unitStart(j.mu, j.tm, im)*j.k.mr, j.p.m)
 		m1 := min(unitStart(j.mu, j.tm, im+1)*j.k.mr, j.p.m)
@@ -178,9 +105,7 @@ func (j *job) work() {
 			region(j.k, &j.p, ws, m0, m1, n0, n1)
 		}
 	}
-	if ws != nil {
-		putWorkspace(ws)
-	}
+	putWorkspace(ws)
 }
 
 // unitStart is the first unit of part i when u units are split into t near-equal parts.

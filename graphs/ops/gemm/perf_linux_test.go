@@ -30,8 +30,6 @@ func TestPerf(t *testing.T) {
 	if re == "" {
 		t.Skip()
 	}
-	prevK := Kernel()
-	defer SetKernel(prevK)
 	prevP := runtime.GOMAXPROCS(0)
 	defer runtime.GOMAXPROCS(prevP)
 	for _, kern := range Kernels() {
@@ -41,7 +39,10 @@ func TestPerf(t *testing.T) {
 				if re != "all" && !strings.Contains(name, re) {
 					continue
 				}
-				SetKernel(kern)
+				kn, err := Lookup(kern)
+				if err != nil {
+					t.Fatal(err)
+				}
 				runtime.GOMAXPROCS(threads)
 				r := rand.New(rand.NewPCG(1, 1))
 				ar, ac := s.m, s.k
@@ -55,7 +56,7 @@ func TestPerf(t *testing.T) {
 				a := newMat(r, ar, ac, ac)
 				bm := newMat(r, br, bc, bc)
 				c := newMat(r, s.m, s.n, s.n)
-				f := func() { Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a.d, a.ld, bm.d, bm.ld, s.beta, c.d, c.ld) }
+				f := func() { kn.Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a.d, a.ld, bm.d, bm.ld, s.beta, c.d, c.ld) }
 				f()
 				flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
 				bestW, bestC := 0.0, 0.0

@@ -7,12 +7,12 @@ package gemm
 // products of a Winograd convolution, where packing would cost as much as multiplying.
 // When the CPU lacks AVX-512, the Sgemm kernel is not "avx512" or n is not a multiple of
 // 16, it calls Sgemm.
-func SmallNN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (kn Kernel) SmallNN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return
 	}
-	if !smallOK(n) || k <= 0 {
-		Sgemm(false, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+	if !kn.smallOK(n) || k <= 0 {
+		kn.Sgemm(false, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	checkArgs(false, false, m, n, k, a, lda, b, ldb, c, ldc)
@@ -27,12 +27,12 @@ func SmallNN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float
 // k. It is meant for small results (m and n up to a few dozen) over a long k, such as the
 // filter gradients of a Winograd convolution. It falls back to Sgemm(true, false, ...)
 // as SmallNN does.
-func SmallTN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func (kn Kernel) SmallTN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	if m <= 0 || n <= 0 {
 		return
 	}
-	if !smallOK(n) || k <= 0 {
-		Sgemm(true, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
+	if !kn.smallOK(n) || k <= 0 {
+		kn.Sgemm(true, false, m, n, k, 1, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	checkArgs(true, false, m, n, k, a, lda, b, ldb, c, ldc)
@@ -42,6 +42,6 @@ func SmallTN(m, n, k int, a []float32, lda int, b []float32, ldb int, beta float
 	smallTN(m, n, k, a, lda, b, ldb, beta, c, ldc)
 }
 
-func smallOK(n int) bool {
-	return haveSmall && n%16 == 0 && current.Load().name == "avx512"
+func (kn Kernel) smallOK(n int) bool {
+	return haveSmall && n%16 == 0 && kn.get().name == "avx512"
 }

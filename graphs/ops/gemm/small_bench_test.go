@@ -8,6 +8,7 @@ import (
 // BenchmarkSmall compares SmallNN / SmallTN with Sgemm on the shapes of a Winograd
 // convolution's 36 products (tiles × channels).
 func BenchmarkSmall(b *testing.B) {
+	var kn Kernel
 	for _, ch := range [][3]int{{16, 16, 448}, {32, 32, 448}, {48, 16, 448}, {64, 64, 448}, {96, 32, 448}, {128, 128, 448}, {256, 128, 448},
 		{64, 64, 224}, {128, 128, 112}, {256, 256, 64}, {512, 512, 64}} {
 		cin, cout, tiles := ch[0], ch[1], ch[2]
@@ -20,10 +21,10 @@ func BenchmarkSmall(b *testing.B) {
 			name string
 			f    func()
 		}{
-			{"nn-small", func() { SmallNN(tiles, cout, cin, v, cin, u, cout, 0, m, cout) }},
-			{"nn-sgemm", func() { Sgemm(false, false, tiles, cout, cin, 1, v, cin, u, cout, 0, m, cout) }},
-			{"tn-small", func() { SmallTN(cin, cout, tiles, v, cin, m, cout, 1, du, cout) }},
-			{"tn-sgemm", func() { Sgemm(true, false, cin, cout, tiles, 1, v, cin, m, cout, 1, du, cout) }},
+			{"nn-small", func() { kn.SmallNN(tiles, cout, cin, v, cin, u, cout, 0, m, cout) }},
+			{"nn-sgemm", func() { kn.Sgemm(false, false, tiles, cout, cin, 1, v, cin, u, cout, 0, m, cout) }},
+			{"tn-small", func() { kn.SmallTN(cin, cout, tiles, v, cin, m, cout, 1, du, cout) }},
+			{"tn-sgemm", func() { kn.Sgemm(true, false, cin, cout, tiles, 1, v, cin, m, cout, 1, du, cout) }},
 		} {
 			b.Run(fmt.Sprintf("%dx%dx%d/%s", cin, cout, tiles, tc.name), func(b *testing.B) {
 				for b.Loop() {

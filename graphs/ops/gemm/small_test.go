@@ -11,7 +11,7 @@ import (
 // are not multiples of the tiles, widths that are not multiples of 16 (fallback), strides
 // wider than the matrices, and beta 0 (C not read: NaNs must not propagate), 1 and 0.5.
 func TestSmall(t *testing.T) {
-	forEachKernel(t, func(t *testing.T) {
+	forEachKernel(t, func(t *testing.T, kn Kernel) {
 		r := rand.New(rand.NewPCG(3, 4))
 		shapes := []shape{
 			{1, 16, 1}, {7, 16, 3}, {8, 32, 16}, {9, 48, 16}, {17, 16, 5}, {16, 64, 33},
@@ -22,7 +22,7 @@ func TestSmall(t *testing.T) {
 			for _, tr := range []bool{false, true} {
 				for _, pad := range []int{0, 3} {
 					for _, beta := range []float32{0, 1, 0.5} {
-						checkSmall(t, r, tr, s, pad, beta)
+						checkSmall(t, kn, r, tr, s, pad, beta)
 					}
 				}
 			}
@@ -30,7 +30,7 @@ func TestSmall(t *testing.T) {
 	})
 }
 
-func checkSmall(t *testing.T, r *rand.Rand, transA bool, s shape, pad int, beta float32) {
+func checkSmall(t *testing.T, kn Kernel, r *rand.Rand, transA bool, s shape, pad int, beta float32) {
 	t.Helper()
 	m, n, k := s.m, s.n, s.k
 	ar, ac := m, k
@@ -49,9 +49,9 @@ func checkSmall(t *testing.T, r *rand.Rand, transA bool, s shape, pad int, beta 
 	}
 	ref, bound := refGemm(transA, false, m, n, k, 1, a, b, beta, c)
 	if transA {
-		SmallTN(m, n, k, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
+		kn.SmallTN(m, n, k, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
 	} else {
-		SmallNN(m, n, k, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
+		kn.SmallNN(m, n, k, a.d, a.ld, b.d, b.ld, beta, c.d, c.ld)
 	}
 	bad := 0
 	for i := 0; i < m; i++ {
@@ -82,8 +82,8 @@ func TestSmallNoAllocs(t *testing.T) {
 	b := make([]float32, 64*64)
 	c := make([]float32, 64*64)
 	if n := testing.AllocsPerRun(10, func() {
-		SmallNN(64, 64, 64, a, 64, b, 64, 0, c, 64)
-		SmallTN(64, 64, 64, a, 64, b, 64, 1, c, 64)
+		Kernel{}.SmallNN(64, 64, 64, a, 64, b, 64, 0, c, 64)
+		Kernel{}.SmallTN(64, 64, 64, a, 64, b, 64, 1, c, 64)
 	}); n != 0 {
 		t.Errorf("%v allocations per run, want 0", n)
 	}
