@@ -90,7 +90,7 @@ func TestRecipe(t *testing.T) {
 			return c.Optimizer.WeightDecay == 5e-4 && c.Schedule.Kind == "step" && c.CropH == 224 && c.Data.Kind == "folder"
 		}},
 		{"vgg19-unet", "", true, func(c Config) bool {
-			return c.Optimizer.Kind == "adamw" && c.Schedule == Schedule{Kind: "cosine", BaseLR: 0.004} && c.WarmupEpochs == 1 && c.Epochs == 12 && c.Model.Mult == 0.125 && c.CropH == 128
+			return c.Optimizer.Kind == "adamw" && c.Schedule == Schedule{Kind: "cosine", BaseLR: 0.003} && c.WarmupEpochs == 1 && c.ClipGradNorm == 0.5 && c.Epochs == 12 && c.Model.Mult == 0.125 && c.CropH == 128
 		}},
 		{"vgg19-unet", "sgd", true, func(c Config) bool {
 			return c.Optimizer.Kind == "sgd" && c.Optimizer.Momentum == 0.9 && c.Schedule.Kind == "poly" && c.WarmupEpochs == 0
