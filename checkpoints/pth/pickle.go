@@ -406,37 +406,13 @@ func (u *unpickler) load() (any, error) {
 			}
 			u.push(math.Float64frombits(binary.BigEndian.Uint64(b)))
 		case opBinUnicode, opShortBinUni, opBinUnicode8, opBinString, opShortBinString:
-			var n uint64
-			switch op {
-			case opShortBinUni, opShortBinString:
-				n, err = u.uint(1)
-			case opBinUnicode8:
-				n, err = u.uint(8)
-			default:
-				n, err = u.uint(4)
-			}
-			if err != nil {
-				return nil, err
-			}
-			b, err := u.bytesN(n)
+			b, err := u.counted(op)
 			if err != nil {
 				return nil, err
 			}
 			u.push(string(b))
 		case opBinBytes, opShortBinBytes, opBinBytes8:
-			var n uint64
-			switch op {
-			case opShortBinBytes:
-				n, err = u.uint(1)
-			case opBinBytes8:
-				n, err = u.uint(8)
-			default:
-				n, err = u.uint(4)
-			}
-			if err != nil {
-				return nil, err
-			}
-			b, err := u.bytesN(n)
+			b, err := u.counted(op)
 			if err != nil {
 				return nil, err
 			}
@@ -809,4 +785,21 @@ func typeName(v any) string {
 		return "a big int"
 	}
 	return fmt.Sprintf("%T", v)
+}
+
+// counted reads the length-prefixed bytes of a string or bytes opcode: a 1-byte length
+// for the SHORT_ forms, 8 bytes for the ...8 forms, 4 otherwise.
+func (u *unpickler) counted(op byte) ([]byte, error) {
+	width := 4
+	switch op {
+	case opShortBinUni, opShortBinString, opShortBinBytes:
+		width = 1
+	case opBinUnicode8, opBinBytes8:
+		width = 8
+	}
+	n, err := u.uint(width)
+	if err != nil {
+		return nil, err
+	}
+	return u.bytesN(n)
 }
