@@ -166,6 +166,7 @@ func (t *Trainer) charts(ev *Event) error {
 // clipGrads clips the gradients' global norm and adds it to the epoch's mean.
 func (t *Trainer) clipGrads(_ *Event) error {
 	norm := ClipGradNorm(t.step.params, t.cfg.ClipGradNorm)
+	t.step.gradNorm = norm
 	if math.IsNaN(norm) || math.IsInf(norm, 0) {
 		return fmt.Errorf("train: %w: the gradient norm became %v", ErrNonFinite, norm)
 	}

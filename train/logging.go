@@ -70,10 +70,15 @@ func (l *stepLog) start(t *Trainer) error {
 	return err
 }
 
-// beforeUpdate measures the gradient norm of a step that will be logged (clipping
-// measures it anyway).
+// beforeUpdate measures the gradient norm of a step that will be logged (clipping,
+// which runs first, has measured it already).
 func (l *stepLog) beforeUpdate(t *Trainer) {
-	if (t.state.GlobalStep+1)%l.every == 0 {
+	if (t.state.GlobalStep+1)%l.every != 0 {
+		return
+	}
+	if t.cfg.ClipGradNorm > 0 {
+		l.gradNorm = t.step.gradNorm
+	} else {
 		l.gradNorm = GradNorm(t.step.params)
 	}
 }

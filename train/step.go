@@ -24,6 +24,8 @@ type stepper struct {
 	bucket *gradBucket // when a step has several micro-batches (ranks × Accum > 1)
 	micro  int         // samples per forward pass: Batch / (ranks × Accum)
 	accum  int
+	// gradNorm is the gradients' norm of the current step, when clipping measured it.
+	gradNorm float64
 	// allreduceSeconds is this rank's time in the gradient allreduce.
 	allreduceSeconds float64
 }

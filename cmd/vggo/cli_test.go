@@ -55,9 +55,7 @@ func TestTrainAliasesAndResumeFile(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 4, 1, 32)
 	code, out, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--width", "0.0625", "--epochs", "1",
 		"--batch-size", "2", "--output-dir", run)
 	if code != 0 || !strings.Contains(errs, "2 steps of 2 per epoch") {
@@ -85,9 +83,7 @@ func TestClassNamesAndPalette(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "2", "--size", "32"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 4, 2, 32)
 	var names []string
 	for i := range 21 {
 		names = append(names, "thing"+strconv.Itoa(i))
@@ -132,9 +128,7 @@ func TestPredictSegmentationJSONAndPalette(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run, out := filepath.Join(dir, "demo"), filepath.Join(dir, "run"), filepath.Join(dir, "masks")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 4, 1, 32)
 	pal := filepath.Join(dir, "colours.txt")
 	if err := os.WriteFile(pal, []byte("#102030\n"), 0o644); err != nil {
 		t.Fatal(err)

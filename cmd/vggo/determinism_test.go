@@ -26,9 +26,7 @@ func TestSameBitsOnAnyThreadCount(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo := filepath.Join(dir, "demo")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "8", "--val", "4", "--size", "64"); code != 0 {
-		t.Fatalf("demo-data: exit %d\n%s", code, errs)
-	}
+	demoData(t, demo, 8, 4, 64)
 	folders := folderFromDemo(t, demo, filepath.Join(dir, "folders"), 3)
 
 	common := []string{"--epochs", "1", "--batch", "4", "--width", "0.125", "--workers", "1", "--keep", "0", "--seed", "5"}

@@ -8,6 +8,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -17,6 +18,15 @@ func vggo(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = run(context.Background(), args, &o, &e)
 	return code, o.String(), e.String()
+}
+
+// demoData writes a demo dataset of train and val images of size x size into dir.
+func demoData(t *testing.T, dir string, train, val, size int) {
+	t.Helper()
+	code, _, errs := vggo(t, "demo-data", "--out", dir, "--train", strconv.Itoa(train), "--val", strconv.Itoa(val), "--size", strconv.Itoa(size))
+	if code != 0 {
+		t.Fatalf("demo-data: exit %d: %s", code, errs)
+	}
 }
 
 func readPaletted(t *testing.T, path string) *image.Paletted {
@@ -45,9 +55,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "16", "--val", "6", "--size", "64"); code != 0 {
-		t.Fatalf("demo-data: %d %s", code, errs)
-	}
+	demoData(t, demo, 16, 6, 64)
 	code, out, errs := vggo(t, "train", "--data", demo, "--epochs", "2", "--batch", "4", "--crop", "64x64",
 		"--width", "0.125", "--out", run, "--optimizer", "adam", "--lr", "0.003")
 	if code != 0 {

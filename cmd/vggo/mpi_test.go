@@ -57,31 +57,6 @@ func mpirun(t *testing.T, np string, bin string, args ...string) (string, error)
 	return runCmd(t, nil, "mpirun", append(base, args...)...)
 }
 
-func checkpointTensors(t *testing.T, path string) map[string][]float32 {
-	t.Helper()
-	f, err := checkpoints.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][]float32{}
-	for _, tn := range f.Tensors {
-		out[tn.Name] = tn.Data
-	}
-	return out
-}
-
-func metricsOf(t *testing.T, dir string) []report.EpochRecord {
-	t.Helper()
-	rs, err := report.ReadRecords(filepath.Join(dir, report.MetricsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, r := range rs {
-		rs[i] = r.WithoutTimings()
-	}
-	return rs
-}
-
 func TestMPIRanksEqualAccumulation(t *testing.T) {
 	bin := buildMPI(t)
 	root := t.TempDir()
@@ -120,13 +95,13 @@ func TestMPIRanksEqualAccumulation(t *testing.T) {
 				dirs = append(dirs, resumed)
 			}
 
-			want := checkpointTensors(t, filepath.Join(single, checkpoints.LastName))
-			wantMetrics := metricsOf(t, single)
+			want := tensorBits(t, filepath.Join(single, checkpoints.LastName))
+			wantMetrics := recordsWithoutTimings(t, single)
 			if len(wantMetrics) != 2 || wantMetrics[1].MIoU == nil {
 				t.Fatalf("one-process metrics: %+v", wantMetrics)
 			}
 			for _, dir := range dirs {
-				got := checkpointTensors(t, filepath.Join(dir, checkpoints.LastName))
+				got := tensorBits(t, filepath.Join(dir, checkpoints.LastName))
 				if len(got) != len(want) {
 					t.Fatalf("%s: %d tensors, want %d", dir, len(got), len(want))
 				}
@@ -139,7 +114,7 @@ func TestMPIRanksEqualAccumulation(t *testing.T) {
 				if differ > 0 {
 					t.Fatalf("%s: %d of %d tensors differ from the one-process run", dir, differ, len(want))
 				}
-				if gm := metricsOf(t, dir); !reflect.DeepEqual(gm, wantMetrics) {
+				if gm := recordsWithoutTimings(t, dir); !reflect.DeepEqual(gm, wantMetrics) {
 					t.Errorf("%s: metrics.jsonl differ:\n got %+v\nwant %+v", dir, gm, wantMetrics)
 				}
 			}

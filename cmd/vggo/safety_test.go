@@ -25,9 +25,7 @@ import (
 func TestTrainRefusesBadNumbers(t *testing.T) {
 	dir := t.TempDir()
 	demo := filepath.Join(dir, "demo")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "4", "--val", "1", "--size", "32"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 4, 1, 32)
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -71,9 +69,7 @@ func TestTrainDivergenceKeepsLastGood(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "16", "--val", "2", "--size", "32"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 16, 2, 32)
 	code, _, errs := vggo(t, "train", "--data", demo, "--crop", "32x32", "--batch", "2", "--width", "0.0625",
 		"--lr", "1e9", "--save-every", "1", "--epochs", "3", "--out", run)
 	if code != 1 || !strings.Contains(errs, "non-finite") {
@@ -167,9 +163,7 @@ func TestTrainSignals(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo := filepath.Join(dir, "demo")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "32", "--val", "120", "--size", "64"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 32, 120, 64)
 	t.Run("sighup", func(t *testing.T) {
 		run := filepath.Join(dir, "hup")
 		cmd, out := startTrain(t, demo, run, "--save-every", "1")
@@ -268,9 +262,7 @@ func TestTrainRunDirectoryLock(t *testing.T) {
 	}
 	dir := t.TempDir()
 	demo, run := filepath.Join(dir, "demo"), filepath.Join(dir, "run")
-	if code, _, errs := vggo(t, "demo-data", "--out", demo, "--train", "32", "--val", "4", "--size", "64"); code != 0 {
-		t.Fatalf("demo-data: %s", errs)
-	}
+	demoData(t, demo, 32, 4, 64)
 	cmd, _ := startTrain(t, demo, run, "--save-every", "1", "--epochs", "50")
 	defer cmd.Process.Kill()
 	last := filepath.Join(run, checkpoints.LastName)

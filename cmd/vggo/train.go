@@ -178,7 +178,7 @@ func defineTrainFlags(fs *flag.FlagSet, tf *trainFlags) *flag.FlagSet {
 	fs.IntVar(&c.SaveEvery, "save-every", c.SaveEvery, "also save last.safetensors every N steps")
 	fs.IntVar(&c.Keep, "keep", c.Keep, "numbered checkpoints to keep (0: none)")
 	fs.IntVar(&c.EvalEvery, "eval-every", c.EvalEvery, "evaluate every N epochs (and always after the last)")
-	fs.StringVar(&c.Pretrained, "pretrained", c.Pretrained, "initialise from a safetensors file with torchvision names")
+	fs.StringVar(&c.Pretrained, "pretrained", c.Pretrained, "initialise from a weights file with torchvision names (.safetensors or PyTorch .pth/.pt)")
 	fs.Float64Var(&c.EMA, "ema", c.EMA, "keep an exponential moving average of the weights with this decay (e.g. 0.999) for evaluation and best.safetensors")
 	fs.Float64Var(&c.ClipGradNorm, "clip-grad-norm", c.ClipGradNorm, "clip the gradients' global L2 norm to this (0: no clipping)")
 	fs.IntVar(&c.LogEvery, "log-every", c.LogEvery, "log loss, lr, gradient norm and speed every N steps to RUNDIR/steps.jsonl (and as lines outside a terminal)")
