@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 
@@ -21,7 +23,7 @@ func benchCmd() *command {
 	}
 	c := &command{
 		name:  "bench",
-		usage: "[--config C1..C6u | --model M --batch N --input HxW --width W --classes N] [--steps N] [--warmup N] [--train-only | --infer-only] [--json]",
+		usage: "[--config C1..C7u | --model M --batch N --input HxW --width W --classes N] [--steps N] [--warmup N] [--train-only | --infer-only] [--json]",
 		short: "measure training and inference speed, op-kind split and peak memory",
 		long: `Bench builds a model with random weights and a fixed random batch, then times
 training steps (forward, backward and an SGD step) and inference steps (the evaluation
@@ -43,6 +45,7 @@ Examples:
 		fs := newFlags(c)
 		bf := defineBenchFlags(fs)
 		asJSON := fs.Bool("json", false, "print the result as JSON")
+		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (pprof format) to `FILE`")
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
 		}
@@ -56,7 +59,14 @@ Examples:
 		if *asJSON {
 			log = io.Discard
 		}
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
 		res, err := Bench(ctx, cfg, log)
+		if err := stop(); err != nil {
+			return err
+		}
 		if err != nil {
 			return err
 		}
@@ -204,4 +214,26 @@ func printBench(w io.Writer, r *BenchResult) error {
 	}
 	_, err := fmt.Fprintln(w)
 	return err
+}
+
+// startCPUProfile starts writing a CPU profile to path ("": none) and returns what stops it.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile %s: %w", path, err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("--cpuprofile %s: %w", path, err)
+		}
+		return nil
+	}, nil
 }

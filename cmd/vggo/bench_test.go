@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,6 +45,26 @@ func TestBenchCommandJSON(t *testing.T) {
 	}
 	if got["arch"] != "vgg16-segnet" || got["infer_images_per_s"].(float64) <= 0 {
 		t.Errorf("got arch %v, infer rate %v: want vgg16-segnet from the preset and a positive rate", got["arch"], got["infer_images_per_s"])
+	}
+}
+
+// TestBenchCPUProfile: --cpuprofile writes a pprof profile (gzip-compressed protobuf)
+// of the run, and a path that cannot be created is an error naming the flag.
+func TestBenchCPUProfile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cpu.prof")
+	if _, err := runBenchCmd(t, "--config", "C6u", "--width", "0.0625", "--input", "32x32", "--steps", "2", "--warmup", "0", "--cpuprofile", path, "--json"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("%s: %d bytes, not a gzip-compressed profile", path, len(b))
+	}
+	_, err = runBenchCmd(t, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p"), "--steps", "1")
+	if err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
+		t.Fatalf("unwritable profile path: got %v, want an error naming --cpuprofile", err)
 	}
 }
 

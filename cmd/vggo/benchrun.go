@@ -211,7 +211,8 @@ type BenchPreset struct {
 }
 
 // BenchPresets returns the configurations vggo is compared with PyTorch on: C1-C5 at
-// full width, C6s/C6u at width 1/4.
+// full width, C6s/C6u at width 1/4, C7s/C7u the segmentation models' real setting (512x512,
+// batch 8, full width).
 func BenchPresets() []BenchPreset {
 	return []BenchPreset{
 		{"C1", "vgg16 224x224, train batch 4, inference batch 8", BenchConfig{Model: graphs.Config{Arch: "vgg16"}, Batch: 4, InferBatch: 8, H: 224, W: 224}, true},
@@ -221,6 +222,8 @@ func BenchPresets() []BenchPreset {
 		{"C5", "vgg19-unet 21 classes 256x256, batch 2", BenchConfig{Model: graphs.Config{Arch: "vgg19-unet"}, Batch: 2, H: 256, W: 256}, true},
 		{"C6s", "vgg16-segnet width 1/4 128x128, batch 4", BenchConfig{Model: graphs.Config{Arch: "vgg16-segnet", Mult: 0.25}, Batch: 4, H: 128, W: 128}, false},
 		{"C6u", "vgg19-unet width 1/4 128x128, batch 4", BenchConfig{Model: graphs.Config{Arch: "vgg19-unet", Mult: 0.25}, Batch: 4, H: 128, W: 128}, false},
+		{"C7s", "vgg16-segnet 21 classes 512x512, batch 8", BenchConfig{Model: graphs.Config{Arch: "vgg16-segnet"}, Batch: 8, H: 512, W: 512}, true},
+		{"C7u", "vgg19-unet 21 classes 512x512, batch 8", BenchConfig{Model: graphs.Config{Arch: "vgg19-unet"}, Batch: 8, H: 512, W: 512}, true},
 	}
 }
 
