@@ -105,9 +105,20 @@ func TestPlanMemoryExact(t *testing.T) {
 				return r
 			}
 			base, planned := do(false), do(true)
-			if planned.plan.Nodes() == 0 || planned.plan.PoolFloats() == 0 || planned.plan.PeakFloats() > planned.plan.PoolFloats() {
-				t.Errorf("plan pooled %d nodes, %d floats: want some", planned.plan.Nodes(), planned.plan.PoolFloats())
+			pl := planned.plan
+			if pl.Nodes() == 0 || pl.PoolFloats() == 0 || pl.PeakFloats() > pl.PoolFloats() {
+				t.Errorf("plan pooled %d nodes, %d floats: want some", pl.Nodes(), pl.PoolFloats())
 			}
+			// The run follows the simulated order: every output takes its place in the
+			// arena, which is all the pool allocates, and holds little more than the most
+			// floats live at once.
+			if pl.Fallbacks() != 0 || pl.PoolFloats() != int64(pl.ArenaFloats()) {
+				t.Errorf("%d acquisitions fell back to own buffers; pool %d floats, arena %d", pl.Fallbacks(), pl.PoolFloats(), pl.ArenaFloats())
+			}
+			if r := float64(pl.ArenaFloats()) / float64(pl.PeakFloats()); r > 1.15 {
+				t.Errorf("arena %d floats is %.2fx the peak live %d", pl.ArenaFloats(), r, pl.PeakFloats())
+			}
+			t.Logf("training plan: %d nodes, arena %d floats, peak live %d", pl.Nodes(), pl.ArenaFloats(), pl.PeakFloats())
 			for i := range base.losses {
 				if base.losses[i] != planned.losses[i] {
 					t.Errorf("step %d: loss %v with the plan, %v without", i, planned.losses[i], base.losses[i])
