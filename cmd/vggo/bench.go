@@ -46,6 +46,7 @@ Examples:
 		bf := defineBenchFlags(fs)
 		asJSON := fs.Bool("json", false, "print the result as JSON")
 		cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run (pprof format) to `FILE`")
+		memProfile := fs.String("memprofile", "", "write the process's memory allocation profile (pprof format; go tool pprof -sample_index=alloc_space shows what allocated the resident memory) to `FILE`")
 		if err := parseFlags(e, c, fs, args); err != nil {
 			return err
 		}
@@ -59,12 +60,19 @@ Examples:
 		if *asJSON {
 			log = io.Discard
 		}
+		writeMem, err := startMemProfile(*memProfile)
+		if err != nil {
+			return err
+		}
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
 			return err
 		}
 		res, err := Bench(ctx, cfg, log)
 		if err := stop(); err != nil {
+			return err
+		}
+		if err := writeMem(); err != nil {
 			return err
 		}
 		if err != nil {
@@ -233,6 +241,28 @@ func startCPUProfile(path string) (stop func() error, err error) {
 		pprof.StopCPUProfile()
 		if err := f.Close(); err != nil {
 			return fmt.Errorf("--cpuprofile %s: %w", path, err)
+		}
+		return nil
+	}, nil
+}
+
+// startMemProfile creates path ("": none) before the run, so that a path that cannot be
+// written fails at once, and returns what writes the process's allocation profile to it.
+func startMemProfile(path string) (write func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--memprofile: %w", err)
+	}
+	return func() error {
+		err := pprof.Lookup("allocs").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("--memprofile %s: %w", path, err)
 		}
 		return nil
 	}, nil

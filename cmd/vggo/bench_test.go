@@ -48,23 +48,28 @@ func TestBenchCommandJSON(t *testing.T) {
 	}
 }
 
-// TestBenchCPUProfile: --cpuprofile writes a pprof profile (gzip-compressed protobuf)
-// of the run, and a path that cannot be created is an error naming the flag.
-func TestBenchCPUProfile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cpu.prof")
-	if _, err := runBenchCmd(t, "--config", "C6u", "--width", "0.0625", "--input", "32x32", "--steps", "2", "--warmup", "0", "--cpuprofile", path, "--json"); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
-		t.Fatalf("%s: %d bytes, not a gzip-compressed profile", path, len(b))
-	}
-	_, err = runBenchCmd(t, "--cpuprofile", filepath.Join(t.TempDir(), "no", "such", "dir", "p"), "--steps", "1")
-	if err == nil || !strings.Contains(err.Error(), "--cpuprofile") {
-		t.Fatalf("unwritable profile path: got %v, want an error naming --cpuprofile", err)
+// TestBenchProfiles: --cpuprofile and --memprofile write pprof profiles
+// (gzip-compressed protobuf) of the run, and a path that cannot be created is an error
+// naming the flag.
+func TestBenchProfiles(t *testing.T) {
+	for _, flag := range []string{"--cpuprofile", "--memprofile"} {
+		t.Run(flag, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "p.prof")
+			if _, err := runBenchCmd(t, "--config", "C6u", "--width", "0.0625", "--input", "32x32", "--steps", "2", "--warmup", "0", flag, path, "--json"); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Fatalf("%s: %d bytes, not a gzip-compressed profile", path, len(b))
+			}
+			_, err = runBenchCmd(t, flag, filepath.Join(t.TempDir(), "no", "such", "dir", "p"), "--steps", "1")
+			if err == nil || !strings.Contains(err.Error(), flag) {
+				t.Fatalf("unwritable profile path: got %v, want an error naming %s", err, flag)
+			}
+		})
 	}
 }
 
