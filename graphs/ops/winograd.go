@@ -337,6 +337,10 @@ func (c *wgConv) segments(r0, r1, extra, rowFloats int, out []segment) ([]segmen
 	return out, off
 }
 
+// wgDirectCols is the narrowest image whose rows gatherNHWC and scatterNCHW transpose
+// in place, without the staging copy.
+const wgDirectCols = 32
+
 // gatherNHWC copies rows [y0, y0+nrows) and columns [x0, x0+ncols) of image n of t
 // (C planes of h×w) into dst as nrows × ncols × cp, zero outside the image and in the
 // channels [C, cp). stage is scratch of at least C·nrows·ncols floats: each channel's rows
@@ -356,6 +360,22 @@ func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stag
 	clear(dst[:(vy0-y0)*rowF])
 	clear(dst[(vy1-y0)*rowF : nrows*rowF])
 	full := nv == w // whole rows: each channel's rows are one contiguous piece
+	if full && w >= wgDirectCols {
+		// Long rows: the transpose reads C streams a plane apart, each a run of whole
+		// cache lines, which the prefetchers follow; a staging copy would only add a pass.
+		for r := 0; r < ny; r++ {
+			d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
+			clear(d[:(vx0-x0)*cp])
+			clear(d[(vx1-x0)*cp:])
+			transpose(d, (vx0-x0)*cp, cp, t, base+(vy0+r)*w, plane, C, nv)
+			if C < cp {
+				for p := vx0 - x0; p < vx1-x0; p++ {
+					clear(d[p*cp+C : (p+1)*cp])
+				}
+			}
+		}
+		return
+	}
 	for c := 0; c < C; c++ {
 		src := t[base+c*plane+vy0*w+vx0:]
 		st := stage[c*ny*nv : (c+1)*ny*nv]
@@ -389,6 +409,12 @@ func scatterNCHW(t, src []float32, C, h, w, cp, n, y0, nrows, ncols int, stage [
 	cols := min(ncols, w)
 	ny := min(nrows, h-y0)
 	if ny <= 0 || cols <= 0 {
+		return
+	}
+	if cols == w && w >= wgDirectCols {
+		for i := 0; i < ny; i++ {
+			transpose(t, base+(y0+i)*w, plane, src, i*ncols*cp, cp, cols, C)
+		}
 		return
 	}
 	for i := 0; i < ny; i++ {

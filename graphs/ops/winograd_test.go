@@ -131,6 +131,9 @@ var wgCases = []wgCase{
 	{3, 17, 5, 5, 9, Padding{2, 2, 2, 2}},
 	{1, 2, 3, 3, 2, Padding{1, 0, 0, 2}},
 	{2, 40, 20, 13, 24, Symmetric(1)},
+	// Rows of at least wgDirectCols: transposed in place, without the staging copy.
+	{2, 19, 6, 37, 21, Symmetric(1)},
+	{1, 9, 4, 33, 8, Padding{1, 0, 0, 2}},
 }
 
 func checkClose(t *testing.T, what string, got []float32, want, mag []float64, tol float64) {
