@@ -450,6 +450,10 @@ func (op *convOp) forward(x, w, b, y []float32) {
 		op.ws.put(u)
 		return
 	}
+	floor := float32(math.Inf(-1))
+	if g.relu {
+		floor = 0
+	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw
@@ -463,25 +467,22 @@ func (op *convOp) forward(x, w, b, y []float32) {
 			n, p0 := it/nt, (it%nt)*tl
 			p1 := min(p0+tl, hw)
 			xn, yn := x[n*xs:(n+1)*xs], y[n*ys:(n+1)*ys]
-			var beta float32
-			if b != nil {
-				for co, bv := range b {
-					row := yn[co*hw+p0 : co*hw+p1]
-					for i := range row {
-						row[i] = bv
-					}
-				}
-				beta = 1
-			}
 			if g.direct() {
-				g.gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, g.cin, 1, w, g.cin, xn[p0:], hw, 0, yn[p0:], hw)
 			} else {
 				g.im2col(xn, p0, p1, col)
-				g.gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, beta, yn[p0:], hw)
+				g.gemm.Sgemm(false, false, g.cout, p1-p0, k, 1, w, k, col, p1-p0, 0, yn[p0:], hw)
 			}
-			if g.relu {
+			// The epilogue, one vectorised pass over the tile while it is in cache: the
+			// bias, then the fused ReLU.
+			if b != nil || g.relu {
 				for co := 0; co < g.cout; co++ {
-					reluInPlace(yn[co*hw+p0 : co*hw+p1])
+					var bv float32
+					if b != nil {
+						bv = b[co]
+					}
+					row := yn[co*hw+p0 : co*hw+p1]
+					affine(row, row, 1, bv, floor)
 				}
 			}
 		}
@@ -808,11 +809,4 @@ func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 		}
 	})
 	return t, nil
-}
-
-// reluInPlace sets v[i] = max(v[i], 0), NaN propagating.
-func reluInPlace(v []float32) {
-	for i, x := range v {
-		v[i] = max(x, 0)
-	}
 }

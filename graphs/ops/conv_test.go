@@ -631,6 +631,9 @@ func BenchmarkConv2D(b *testing.B) {
 		{name: "vgg3x3_n4_64to64_56x56", n: 4, cin: 64, h: 56, w: 56, cout: 64, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true},
 		{name: "alexnet11x11s4_n1_3to96_224x224", n: 1, cin: 3, h: 224, w: 224, cout: 96, kh: 11, kw: 11, sh: 4, sw: 4, same: true, bias: true},
 		{name: "1x1_n4_64to64_56x56", n: 4, cin: 64, h: 56, w: 56, cout: 64, kh: 1, kw: 1, sh: 1, sw: 1, bias: true},
+		// The first and last layers of C6s (vgg16-segnet width 1/4 at 128x128, batch 4).
+		{name: "image3x3_n4_3to16_128x128", n: 4, cin: 3, h: 128, w: 128, cout: 16, kh: 3, kw: 3, sh: 1, sw: 1, same: true, bias: true},
+		{name: "head1x1_n4_16to21_128x128", n: 4, cin: 16, h: 128, w: 128, cout: 21, kh: 1, kw: 1, sh: 1, sw: 1, bias: true},
 	} {
 		ops, args := convBenchOps(b, c)
 		for i, op := range ops { // warm up: allocate outputs and scratch, check inputs
