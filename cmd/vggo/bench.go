@@ -180,6 +180,11 @@ func printBench(w io.Writer, r *BenchResult) error {
 	}
 	fmt.Fprintf(w, "%s, %d classes, gemm %s, %d threads, %d timed steps after %d warm-up\n",
 		title, cfg.Model.Classes, r.GemmKernel, r.Threads, cfg.Steps, cfg.Warmup)
+	fmt.Fprintf(w, "cpu: %s", r.CPU)
+	if r.CPUGHz > 0 {
+		fmt.Fprintf(w, ", measured %.2f GHz", r.CPUGHz)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "model: %.3f GFLOP per image forward (conv + linear, counted as direct convolution: the Winograd layers\n"+
 		"do fewer multiplications, so GFLOP/s can pass the machine's FMA peak)\n\n", r.GFLOPPerImage)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -45,6 +46,13 @@ func TestBenchCommandJSON(t *testing.T) {
 	}
 	if got["arch"] != "vgg16-segnet" || got["infer_images_per_s"].(float64) <= 0 {
 		t.Errorf("got arch %v, infer rate %v: want vgg16-segnet from the preset and a positive rate", got["arch"], got["infer_images_per_s"])
+	}
+	// The machine the figures were taken on: its processor and measured clock.
+	if cpu, _ := got["cpu"].(string); cpu == "" {
+		t.Errorf("cpu %v: want the processor's name", got["cpu"])
+	}
+	if ghz, ok := got["cpu_ghz"].(float64); !ok || ghz < 0 || (runtime.GOARCH == "amd64" && ghz == 0) {
+		t.Errorf("cpu_ghz %v: want the measured clock", got["cpu_ghz"])
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/vggo/vggo/graphs"
 	"github.com/vggo/vggo/graphs/ops"
 	"github.com/vggo/vggo/graphs/ops/gemm"
+	"github.com/vggo/vggo/internal/cpuinfo"
 	"github.com/vggo/vggo/label"
 	"github.com/vggo/vggo/train"
 )
@@ -42,6 +43,8 @@ type BenchResult struct {
 	Arch           string      `json:"arch"`
 	H              int         `json:"h"`
 	W              int         `json:"w"`
+	CPU            string      `json:"cpu"`             // the processor's model name
+	CPUGHz         float64     `json:"cpu_ghz"`         // its clock measured before the run (0: not measured here)
 	Threads        int         `json:"threads"`         // GOMAXPROCS
 	GemmKernel     string      `json:"gemm_kernel"`     // gemm.Kernel.Name()
 	GFLOPPerImage  float64     `json:"gflop_per_image"` // conv+linear forward FLOPs per image / 1e9
@@ -147,6 +150,7 @@ func Bench(ctx context.Context, cfg BenchConfig, log io.Writer) (*BenchResult, e
 	}
 	res := &BenchResult{
 		Config: cfg, Arch: cfg.Model.Arch, H: cfg.H, W: cfg.W,
+		CPU: cpuinfo.Model(), CPUGHz: cpuinfo.GHz(50 * time.Millisecond),
 		Threads: runtime.GOMAXPROCS(0), GemmKernel: kern.Name(),
 		GFLOPPerImage: flops / 1e9,
 	}

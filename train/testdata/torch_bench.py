@@ -80,6 +80,19 @@ def best_format(argv):
     return best
 
 
+def cpu_model():
+    """The processor's model name from /proc/cpuinfo, as vggo bench reports it."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, val = line.partition(':')
+                if key.strip() == 'model name' and val.strip():
+                    return val.strip()
+    except OSError:
+        pass
+    return 'unknown'
+
+
 def load_models(path):
     spec = importlib.util.spec_from_file_location('torch_models', path)
     mod = importlib.util.module_from_spec(spec)
@@ -163,7 +176,7 @@ def main():
                     times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
-    res = {'config': a.config, 'phase': a.phase, 'model': name, 'batch': batch, 'size': size,
+    res = {'config': a.config, 'phase': a.phase, 'model': name, 'batch': batch, 'size': size, 'cpu': cpu_model(),
            'width_div': div, 'threads': a.threads, 'torch': torch.__version__,
            'memory_format': 'channels-last' if a.channels_last else 'nchw', 'precision': a.precision,
            'tcmalloc': TCMALLOC in os.environ.get('LD_PRELOAD', ''),
