@@ -44,8 +44,9 @@ type wgKernels struct {
 	filter    func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
 	filterAdj func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int)
 	output    func(dst []float32, dstRow, dstCol, dstTile int, src []float32, srcRow, srcCol, srcTile, nch, ntiles int, bias []float32, floor float32)
-	// tr8 transposes nbr×nbc 8x8 blocks (nil: none; transpose does it in Go).
-	tr8 func(dst []float32, d0, ldd int, src []float32, s0, lds int, nbr, nbc int)
+	// tr8 transposes nbr×nbc 8x8 blocks (nil: none; transpose does it in Go), tr16
+	// 16x16 blocks (nil: none; tr8 does them).
+	tr8, tr16 func(dst []float32, d0, ldd int, src []float32, s0, lds int, nbr, nbc int)
 }
 
 // wg is chosen once at start-up from the CPU's features (see winograd_amd64.go).
@@ -243,7 +244,20 @@ func transpose(dst []float32, d0, ldd int, src []float32, s0, lds int, rows, col
 	}
 	r8, c8 := rows&^7, cols&^7
 	if wg.tr8 != nil && r8 > 0 && c8 > 0 {
-		wg.tr8(dst, d0, ldd, src, s0, lds, r8/8, c8/8)
+		r16, c16 := rows&^15, cols&^15
+		if wg.tr16 == nil || r16 == 0 || c16 == 0 {
+			r16, c16 = 0, 0
+		} else {
+			wg.tr16(dst, d0, ldd, src, s0, lds, r16/16, c16/16)
+		}
+		// What 16x16 blocks left of the 8-aligned part: the rows below them, then the
+		// columns right of them.
+		if r8 > r16 {
+			wg.tr8(dst, d0+r16, ldd, src, s0+r16*lds, lds, (r8-r16)/8, c8/8)
+		}
+		if c8 > c16 && r16 > 0 {
+			wg.tr8(dst, d0+c16*ldd, ldd, src, s0+c16, lds, r16/8, (c8-c16)/8)
+		}
 	} else {
 		r8, c8 = 0, 0
 	}

@@ -60,6 +60,12 @@ func winogradKernelSets() []wgKernels {
 	if cpu.X86.HasAVX512F {
 		z := k
 		z.name = "avx512"
+		z.tr16 = func(dst []float32, d0, ldd int, src []float32, s0, lds int, nbr, nbc int) {
+			_ = dst[d0+(16*nbc-1)*ldd+16*nbr-1]
+			_ = dst[d0+16*nbr-1]
+			_ = src[s0+(16*nbr-1)*lds+16*nbc-1]
+			tr16Blocks(f32ptr(dst, d0), ldd, f32ptr(src, s0), lds, nbr, nbc)
+		}
 		z.input, z.outAdj = wrap(wgInputZ, 16), wrap(wgOutAdjZ, 16)
 		z.filter, z.filterAdj = wrap(wgFilterZ, 16), wrap(wgFilterAdjZ, 16)
 		z.output = wrapOut(wgOutputZ, 16)
@@ -76,10 +82,13 @@ func winogradKernelSets() []wgKernels {
 	return append(sets, k)
 }
 
-// tr8Blocks: see transpose_amd64.s.
+// tr8Blocks, tr16Blocks: see transpose_amd64.s.
 //
 //go:noescape
 func tr8Blocks(dst *float32, ldd int, src *float32, lds int, nbr, nbc int)
+
+//go:noescape
+func tr16Blocks(dst *float32, ldd int, src *float32, lds int, nbr, nbc int)
 
 // haveZ: the AVX-512 elementwise kernels of elementwise_amd64.s can run.
 var haveZ = cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ

@@ -31,6 +31,8 @@ func TestTranspose(t *testing.T) {
 	withKernels(t, func(t *testing.T) {
 		for _, tc := range []struct{ rows, cols, lds, ldd int }{
 			{1, 1, 1, 1}, {8, 8, 8, 8}, {16, 24, 30, 20}, {13, 21, 25, 17}, {7, 9, 9, 7}, {40, 3, 5, 41},
+			// 16x16 blocks (AVX-512) with 8x8 blocks below, right of them or both, and edges.
+			{16, 16, 16, 16}, {32, 48, 50, 40}, {24, 40, 41, 30}, {35, 33, 40, 37}, {48, 17, 17, 64},
 		} {
 			src := randSlice(1, tc.rows*tc.lds, 1)
 			for _, neg := range []bool{false, true} {
