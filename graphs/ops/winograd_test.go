@@ -268,20 +268,29 @@ func TestWinogradGradients(t *testing.T) {
 	})
 }
 
-// BenchmarkConv3x3 compares the Winograd engine with the im2col path on VGG layers:
-// forward, data gradient and filter gradient, in effective GFLOP/s (direct FLOPs / time).
+// BenchmarkConv3x3 compares the Winograd engine with the im2col path on VGG layers
+// (k output channels; 0: as many as inputs): forward, data gradient and filter
+// gradient, in effective GFLOP/s (direct FLOPs / time). The last three are the first
+// convolutions of C6u's decoder, on the concatenation of the upsampled and skip inputs.
 func BenchmarkConv3x3(b *testing.B) {
-	for _, l := range []struct{ n, c, s int }{
-		{4, 64, 224}, {4, 128, 112}, {4, 256, 56}, {4, 512, 28}, {4, 512, 14},
-		{4, 16, 128}, {4, 32, 64}, {4, 64, 32}, {4, 128, 16}, {4, 128, 8},
+	for _, l := range []struct{ n, c, s, k int }{
+		{4, 64, 224, 0}, {4, 128, 112, 0}, {4, 256, 56, 0}, {4, 512, 28, 0}, {4, 512, 14, 0},
+		{4, 16, 128, 0}, {4, 32, 64, 0}, {4, 64, 32, 0}, {4, 128, 16, 0}, {4, 128, 8, 0},
+		{4, 48, 128, 16}, {4, 96, 64, 32}, {4, 192, 32, 64},
 	} {
-		tc := wgCase{l.n, l.c, l.s, l.s, l.c, Symmetric(1)}
+		k := l.k
+		if k == 0 {
+			k = l.c
+		}
+		tc := wgCase{l.n, l.c, l.s, l.s, k, Symmetric(1)}
 		x := randSlice(1, l.n*l.c*l.s*l.s, 1)
-		w := randSlice(2, l.c*l.c*9, 0.05)
-		bias := randSlice(3, l.c, 1)
-		y := make([]float32, len(x))
-		flops := 2 * float64(l.n*l.c*l.c*9*l.s*l.s)
-		c := newWgConv(l.n, l.c, l.s, l.s, l.c, l.s, l.s, 1, 1)
+		dy := randSlice(4, l.n*k*l.s*l.s, 1)
+		w := randSlice(2, k*l.c*9, 0.05)
+		bias := randSlice(3, k, 1)
+		y := make([]float32, len(dy))
+		dx := make([]float32, len(x))
+		flops := 2 * float64(l.n*l.c*k*9*l.s*l.s)
+		c := newWgConv(l.n, l.c, l.s, l.s, k, l.s, l.s, 1, 1)
 		ws := NewWorkspace()
 		report := func(b *testing.B) {
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
@@ -298,7 +307,7 @@ func BenchmarkConv3x3(b *testing.B) {
 			c2 := c.dataGrad()
 			for b.Loop() {
 				u := c.dataGradWeights(ws, w)
-				c2.forward(ws, x, u, nil, float32(math.Inf(-1)), y)
+				c2.forward(ws, dy, u, nil, float32(math.Inf(-1)), dx)
 				ws.put(u)
 			}
 			report(b)
@@ -306,11 +315,11 @@ func BenchmarkConv3x3(b *testing.B) {
 		b.Run(tc.String()+"/wino-dw", func(b *testing.B) {
 			dw := make([]float32, len(w))
 			for b.Loop() {
-				c.filterGrad(ws, x, x, dw)
+				c.filterGrad(ws, x, dy, dw)
 			}
 			report(b)
 		})
-		geom := convGeom{n: l.n, cin: l.c, h: l.s, w: l.s, cout: l.c, kh: 3, kw: 3, sh: 1, sw: 1, pad: Symmetric(1), ho: l.s, wo: l.s, bias: true}
+		geom := convGeom{n: l.n, cin: l.c, h: l.s, w: l.s, cout: k, kh: 3, kw: 3, sh: 1, sw: 1, pad: Symmetric(1), ho: l.s, wo: l.s, bias: true}
 		op := &convOp{convGeom: geom, cols: &convScratch{size: geom.kdim() * geom.tile()}}
 		b.Run(tc.String()+"/im2col-fwd", func(b *testing.B) {
 			for b.Loop() {
@@ -321,7 +330,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		gx := &convGradXOp{convGeom: geom, cols: op.cols}
 		b.Run(tc.String()+"/im2col-dx", func(b *testing.B) {
 			for b.Loop() {
-				gx.backward(w, x, y)
+				gx.backward(w, dy, dx)
 			}
 			report(b)
 		})
@@ -329,7 +338,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		b.Run(tc.String()+"/im2col-dw", func(b *testing.B) {
 			dw := make([]float32, len(w))
 			for b.Loop() {
-				gw.backward(x, x, dw)
+				gw.backward(x, dy, dw)
 			}
 			report(b)
 		})
