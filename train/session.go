@@ -112,6 +112,7 @@ func (s *Session) Labels() []int { return s.labels.Data().([]int) }
 // Run runs the graph once: forward, and for a training session the loss and backward.
 func (s *Session) Run() error {
 	s.vm.Reset()
+	s.Plan.Reset()
 	return s.vm.RunAll()
 }
 

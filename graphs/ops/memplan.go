@@ -203,6 +203,18 @@ func planArena(g *G.ExprGraph, refs map[*G.Node]int) (map[*opHooks]planSlot, int
 	return slots, size
 }
 
+// Reset declares every pooled output dead, as at the start of a run: buffers that a run
+// which stopped part-way (an error in an op) left live would otherwise keep their places
+// in the arena taken for part of the next run. The values of pooled nodes are not valid
+// between runs anyway.
+func (p *MemoryPlan) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, b := range p.live {
+		p.put(b)
+	}
+}
+
 // Fallbacks reports how many acquisitions could not use their place in the arena (a
 // buffer they would have shared was still live) and got a buffer of their own.
 func (p *MemoryPlan) Fallbacks() int {

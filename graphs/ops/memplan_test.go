@@ -62,3 +62,19 @@ func TestMemoryPlanFallback(t *testing.T) {
 		t.Errorf("pool allocated %d floats, want %d (arena + one fallback)", got, want)
 	}
 }
+
+// TestMemoryPlanReset: after a run that stopped part-way, with a buffer still live,
+// Reset frees its place, so that the next run finds its own places free.
+func TestMemoryPlanReset(t *testing.T) {
+	a, b := new(opHooks), new(opHooks)
+	p := &MemoryPlan{live: map[uintptr]*planBuf{}, arenaSize: 100,
+		slots: map[*opHooks]planSlot{a: {0, 60}, b: {40, 60}}}
+	p.acquire(a, 60, 2, nil) // its consumers never run
+	p.Reset()
+	if db := p.acquire(b, 60, 1, nil); &db[0] != &p.arena[40] || p.Fallbacks() != 0 {
+		t.Fatalf("after Reset b should take its place in the arena (fallbacks %d)", p.Fallbacks())
+	}
+	if p.PeakFloats() != 60 {
+		t.Errorf("peak %d floats, want 60", p.PeakFloats())
+	}
+}
