@@ -191,6 +191,34 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	op.alloc()
 
+	floor := float32(math.Inf(-1))
+	if op.relu {
+		floor = 0
+	}
+	if op.training && op.st.Sync == nil {
+		// Channel by channel: its N planes' statistics, then their normalisation while
+		// they are still in cache (one pass over x from memory instead of two).
+		t, y := op.buf.get(&op.opHooks, op.shape)
+		parallelChannels(n, c, hw, func(c0, c1 int) {
+			for ch := c0; ch < c1; ch++ {
+				for i := range n {
+					p := i*c + ch
+					xp := x[p*hw : (p+1)*hw]
+					pm := sum64(xp) / float64(hw)
+					op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
+				}
+				op.channelStats(ch)
+				a := float64(gamma[ch]) * op.invstd[ch]
+				op.scale[ch], op.shift[ch] = float32(a), float32(float64(beta[ch])-op.mean[ch]*a)
+				for i := range n {
+					p := i*c + ch
+					affine(y[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], op.scale[ch], op.shift[ch], floor)
+				}
+			}
+		})
+		op.count = float64(n * hw)
+		return t, nil
+	}
 	if op.training {
 		// Per plane: its mean and sum of squared deviations (two passes over a plane
 		// that stays in cache), then Chan et al.'s combination per channel.
@@ -215,10 +243,6 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 
 	t, y := op.buf.get(&op.opHooks, op.shape)
-	floor := float32(math.Inf(-1))
-	if op.relu {
-		floor = 0
-	}
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			affine(y[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], op.scale[p%c], op.shift[p%c], floor)
@@ -284,6 +308,41 @@ func (op *bnOp) batchStats() error {
 		rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
 	}
 	return nil
+}
+
+// channelStats sets mean, invstd and the running statistics of channel ch from its
+// planes' means and squared deviations, without Sync: the arithmetic of batchStats for
+// one channel, so that both paths give the same bits.
+func (op *bnOp) channelStats(ch int) {
+	n, c, hw := op.dims()
+	var s float64
+	for i := range n {
+		s += op.planeA[i*c+ch]
+	}
+	planes := float64(n)
+	mean := s / planes
+	op.mean[ch] = mean
+	var m2 float64
+	for i := range n {
+		d := op.planeA[i*c+ch] - mean
+		m2 += op.planeB[i*c+ch] + float64(hw)*d*d
+	}
+	cnt := planes * float64(hw)
+	v := m2 / cnt
+	op.invstd[ch] = 1 / math.Sqrt(v+op.eps)
+	rm, rv, m := op.st.RunningMean, op.st.RunningVar, op.momentum
+	rm[ch] = float32((1-m)*float64(rm[ch]) + m*mean)
+	rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+}
+
+// parallelChannels runs body over channels [0, c) of N×C planes of hw elements, in
+// parallel when there is enough work.
+func parallelChannels(n, c, hw int, body func(c0, c1 int)) {
+	if n*c*hw <= 1<<14 {
+		body(0, c)
+		return
+	}
+	parallelFor(c, body)
 }
 
 func (op *bnOp) DiffWRT(int) []bool { return []bool{true, true, true} }
@@ -373,7 +432,37 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 		op.k1, op.k2, op.k3, op.mean32 = make([]float32, c), make([]float32, c), make([]float32, c), make([]float32, c)
 	}
 
-	// Per-plane Σdy and Σdy·(x-mean), then per channel.
+	t, dx := op.buf.get(&op.opHooks, f.shape)
+	if !f.training || f.st.Sync == nil {
+		// Channel by channel: the sums over its N planes, then dx while they are still
+		// in cache (dy, x and y read once from memory instead of twice).
+		cnt := float64(n * hw)
+		parallelChannels(n, c, hw, func(c0, c1 int) {
+			for ch := c0; ch < c1; ch++ {
+				var sdy, sdyx float64
+				for i := range n {
+					p := i*c + ch
+					var yp []float32
+					if mask != nil {
+						yp = mask[p*hw : (p+1)*hw]
+					}
+					f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], yp, f.mean[ch])
+				}
+				for i := range n {
+					sdy += f.planeA[i*c+ch]
+					sdyx += f.planeB[i*c+ch]
+				}
+				f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
+				op.coefficients(ch, sdy, sdyx, cnt, gamma[ch])
+				for i := range n {
+					p := i*c + ch
+					op.backPlane(p, ch, dx, dy, x, mask, hw)
+				}
+			}
+		})
+		return t, nil
+	}
+	// Under Sync: per-plane Σdy and Σdy·(x-mean), then per channel over the ranks.
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
 			var yp []float32
@@ -406,33 +495,42 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 		cnt = f.count
 	}
 	for ch := range c {
-		is := f.invstd[ch]
-		dbeta, dgamma := sums[ch], sums[c+ch]*is
-		a := float64(gamma[ch]) * is
-		op.k1[ch], op.mean32[ch] = float32(a), float32(f.mean[ch])
-		if f.training {
-			op.k2[ch] = float32(-a * is * dgamma / cnt)
-			op.k3[ch] = float32(-a * dbeta / cnt)
-		}
+		op.coefficients(ch, sums[ch], sums[c+ch], cnt, gamma[ch])
 	}
-
-	t, dx := op.buf.get(&op.opHooks, f.shape)
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			ch := p % c
-			dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw]
-			var yp []float32
-			if mask != nil {
-				yp = mask[p*hw : (p+1)*hw]
-			}
-			if !f.training {
-				bnBack(dxp, dyp, dyp, yp, op.k1[ch], 0, 0, 0) // dx = k1·dy'
-				continue
-			}
-			bnBack(dxp, dyp, x[p*hw:(p+1)*hw], yp, op.k1[ch], op.k2[ch], op.k3[ch], op.mean32[ch])
+			op.backPlane(p, p%c, dx, dy, x, mask, hw)
 		}
 	})
 	return t, nil
+}
+
+// coefficients sets channel ch's k1, k2, k3 (dx = k1*dy' + k2*(x-mean) + k3) from Σdy
+// and Σdy·(x-mean) over cnt values.
+func (op *bnDiffOp) coefficients(ch int, sdy, sdyx, cnt float64, gamma float32) {
+	f := op.fwd
+	is := f.invstd[ch]
+	dbeta, dgamma := sdy, sdyx*is
+	a := float64(gamma) * is
+	op.k1[ch], op.mean32[ch] = float32(a), float32(f.mean[ch])
+	if f.training {
+		op.k2[ch] = float32(-a * is * dgamma / cnt)
+		op.k3[ch] = float32(-a * dbeta / cnt)
+	}
+}
+
+// backPlane computes dx for plane p (channel ch).
+func (op *bnDiffOp) backPlane(p, ch int, dx, dy, x, mask []float32, hw int) {
+	dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw]
+	var yp []float32
+	if mask != nil {
+		yp = mask[p*hw : (p+1)*hw]
+	}
+	if !op.fwd.training {
+		bnBack(dxp, dyp, dyp, yp, op.k1[ch], 0, 0, 0) // dx = k1·dy'
+		return
+	}
+	bnBack(dxp, dyp, x[p*hw:(p+1)*hw], yp, op.k1[ch], op.k2[ch], op.k3[ch], op.mean32[ch])
 }
 
 // bnParamGradOp returns the gamma (or beta) gradient that the bnDiffOp it reads (its

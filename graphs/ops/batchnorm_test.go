@@ -290,37 +290,44 @@ func TestOpsRunTwice(t *testing.T) {
 }
 
 func BenchmarkBatchNorm2D(b *testing.B) {
-	for _, training := range []bool{true, false} {
-		b.Run(fmt.Sprintf("train=%v/forward+backward/4x64x112x112", training), func(b *testing.B) {
-			g := G.NewGraph()
-			in := bindInputs(g, bnInputs(1, 4, 64, 112, 112))
-			y, err := BatchNorm2D(in[0], in[1], in[2], NewBatchNormState("bench", 64), training)
+	for _, sh := range [][4]int{{4, 64, 112, 112}, {4, 16, 128, 128}, {4, 128, 16, 16}} {
+		for _, training := range []bool{true, false} {
+			benchBatchNorm(b, sh, training)
+		}
+	}
+}
+
+func benchBatchNorm(b *testing.B, sh [4]int, training bool) {
+	n, c, h, w := sh[0], sh[1], sh[2], sh[3]
+	b.Run(fmt.Sprintf("train=%v/forward+backward/%dx%dx%dx%d", training, n, c, h, w), func(b *testing.B) {
+		g := G.NewGraph()
+		in := bindInputs(g, bnInputs(1, n, c, h, w))
+		y, err := BatchNormReLU2D(in[0], in[1], in[2], NewBatchNormState("bench", c), training)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fwd := y.Op().(*bnOp)
+		diff := &bnDiffOp{fwd: fwd}
+		dgamma := &bnParamGradOp{fwd: fwd}
+		xv, gv, bv := in[0].Value(), in[1].Value(), in[2].Value()
+		dy := randTensor(2, n, c, h, w)
+		step := func() {
+			yv, err := fwd.Do(xv, gv, bv)
 			if err != nil {
 				b.Fatal(err)
 			}
-			fwd := y.Op().(*bnOp)
-			diff := &bnDiffOp{fwd: fwd}
-			dgamma := &bnParamGradOp{fwd: fwd}
-			xv, gv, bv := in[0].Value(), in[1].Value(), in[2].Value()
-			dy := randTensor(2, 4, 64, 112, 112)
-			step := func() {
-				yv, err := fwd.Do(xv, gv, bv)
-				if err != nil {
-					b.Fatal(err)
-				}
-				dx, err := diff.Do(xv, gv, yv, dy)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := dgamma.Do(dx); err != nil {
-					b.Fatal(err)
-				}
+			dx, err := diff.Do(xv, gv, yv, dy)
+			if err != nil {
+				b.Fatal(err)
 			}
-			step() // allocates the op-owned buffers; the loop measures steady state
-			b.ReportAllocs()
-			for b.Loop() {
-				step()
+			if _, err := dgamma.Do(dx); err != nil {
+				b.Fatal(err)
 			}
-		})
-	}
+		}
+		step() // allocates the op-owned buffers; the loop measures steady state
+		b.ReportAllocs()
+		for b.Loop() {
+			step()
+		}
+	})
 }
