@@ -6,6 +6,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -309,5 +310,38 @@ func TestStaticBinaryAndVersion(t *testing.T) {
 	out, err := exec.Command(bin, "version").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "gemm kernel: ") || !strings.Contains(string(out), "cgo 0") {
 		t.Errorf("vggo version: %v\n%s", err, out)
+	}
+}
+
+// TestTrainDemoShortRun: the demo recipe warms up for one epoch of its twelve; a run of
+// one epoch keeps that share (1/12 epoch) instead of failing on a warm-up as long as the
+// run, while an explicit --warmup that long is still refused.
+func TestTrainDemoShortRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes the demo dataset and trains an epoch")
+	}
+	dir := t.TempDir()
+	t.Setenv("VGGO_DEMO_DIR", filepath.Join(dir, "demo"))
+	out := filepath.Join(dir, "run")
+	code, _, errs := vggo(t, "train", "--epochs", "1", "--width", "0.0625", "--crop", "32x32", "--out", out)
+	if code != 0 {
+		t.Fatalf("train --epochs 1: exit %d: %s", code, errs)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Warmup float64 `json:"warmup_epochs"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if want := 1.0 / 12; math.Abs(cfg.Warmup-want) > 1e-12 {
+		t.Errorf("warm-up %v epochs, want %v", cfg.Warmup, want)
+	}
+	code, _, errs = vggo(t, "train", "--epochs", "1", "--warmup", "1", "--out", filepath.Join(dir, "run2"))
+	if code != 2 || !strings.Contains(errs, "warmup 1") {
+		t.Errorf("--epochs 1 --warmup 1: exit %d, %q; want a usage error naming the warm-up", code, errs)
 	}
 }

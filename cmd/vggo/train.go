@@ -301,6 +301,11 @@ func resumeOverrides(tf *trainFlags) (train.Overrides, error) {
 // so that the run resumes from anywhere; the demo dataset's when there is none) and the
 // run directory.
 func completeConfig(e *env, tf *trainFlags, cfg *train.Config, comm distributed.Comm) error {
+	if !tf.set["warmup"] && cfg.Epochs > 0 && cfg.WarmupEpochs >= float64(cfg.Epochs) {
+		// The recipe's warm-up (one epoch of the demo's twelve) would fill a run this
+		// short: keep its share of the run instead.
+		cfg.WarmupEpochs = float64(cfg.Epochs) / 12
+	}
 	if tf.demo {
 		info, _ := graphs.Lookup(cfg.Model.Arch)
 		if cfg.Data.Kind != "voc" || info.Task != label.Segmentation {
