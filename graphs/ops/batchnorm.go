@@ -202,10 +202,7 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 		parallelChannels(n, c, hw, func(c0, c1 int) {
 			for ch := c0; ch < c1; ch++ {
 				for i := range n {
-					p := i*c + ch
-					xp := x[p*hw : (p+1)*hw]
-					pm := sum64(xp) / float64(hw)
-					op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
+					op.planeStats(x, i*c+ch, hw)
 				}
 				op.channelStats(ch)
 				a := float64(gamma[ch]) * op.invstd[ch]
@@ -224,9 +221,7 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 		// that stays in cache), then Chan et al.'s combination per channel.
 		parallelPlanes(n*c, hw, func(lo, hi int) {
 			for p := lo; p < hi; p++ {
-				xp := x[p*hw : (p+1)*hw]
-				pm := sum64(xp) / float64(hw)
-				op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
+				op.planeStats(x, p, hw)
 			}
 		})
 		if err := op.batchStats(); err != nil {
@@ -252,19 +247,16 @@ func (op *bnOp) Do(inputs ...G.Value) (G.Value, error) {
 }
 
 // batchStats sets mean, invstd, count and the running statistics from the per-plane
-// means and squared deviations (Chan et al.'s combination). Under Sync the per-channel
+// means and squared deviations (Chan et al.'s combination) under Sync: the per-channel
 // sums of plane means and the plane count are summed over the ranks first, then the
 // squared deviations about the global mean: two allreduces, and no Σx²-n·mean²
-// cancellation. Without Sync the same arithmetic runs on this rank's planes alone.
+// cancellation. Without Sync, channelStats does the same arithmetic per channel.
 func (op *bnOp) batchStats() error {
 	n, c, hw := op.dims()
 	if op.statBuf == nil {
 		op.statBuf = make([]float64, c+1)
 	}
 	reduce := func(buf []float64) error {
-		if op.st.Sync == nil {
-			return nil
-		}
 		if err := op.st.Sync.AllreduceF64(buf); err != nil {
 			return fmt.Errorf("synchronise batch statistics: %w", err)
 		}
@@ -272,11 +264,7 @@ func (op *bnOp) batchStats() error {
 	}
 	buf := op.statBuf
 	for ch := range c {
-		var s float64
-		for i := range n {
-			s += op.planeA[i*c+ch]
-		}
-		buf[ch] = s
+		buf[ch] = op.sumPlaneMeans(ch)
 	}
 	buf[c] = float64(n)
 	if err := reduce(buf); err != nil {
@@ -287,52 +275,64 @@ func (op *bnOp) batchStats() error {
 		op.mean[ch] = buf[ch] / planes
 	}
 	for ch := range c {
-		mean := op.mean[ch]
-		var m2 float64
-		for i := range n {
-			d := op.planeA[i*c+ch] - mean
-			m2 += op.planeB[i*c+ch] + float64(hw)*d*d
-		}
-		buf[ch] = m2
+		buf[ch] = op.sumSqDevs(ch, op.mean[ch])
 	}
 	if err := reduce(buf[:c]); err != nil {
 		return err
 	}
-	cnt := planes * float64(hw)
-	op.count = cnt
-	rm, rv, m := op.st.RunningMean, op.st.RunningVar, op.momentum
+	op.count = planes * float64(hw)
 	for ch := range c {
-		v := buf[ch] / cnt
-		op.invstd[ch] = 1 / math.Sqrt(v+op.eps)
-		rm[ch] = float32((1-m)*float64(rm[ch]) + m*op.mean[ch])
-		rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+		op.setChannel(ch, op.mean[ch], buf[ch], op.count)
 	}
 	return nil
 }
 
-// channelStats sets mean, invstd and the running statistics of channel ch from its
-// planes' means and squared deviations, without Sync: the arithmetic of batchStats for
-// one channel, so that both paths give the same bits.
-func (op *bnOp) channelStats(ch int) {
-	n, c, hw := op.dims()
+// planeStats sets plane p's mean and sum of squared deviations (two passes over a plane
+// that stays in cache).
+func (op *bnOp) planeStats(x []float32, p, hw int) {
+	xp := x[p*hw : (p+1)*hw]
+	pm := sum64(xp) / float64(hw)
+	op.planeA[p], op.planeB[p] = pm, sumSqDev64(xp, pm)
+}
+
+// sumPlaneMeans is the sum of channel ch's plane means, in image order.
+func (op *bnOp) sumPlaneMeans(ch int) float64 {
+	n, c, _ := op.dims()
 	var s float64
 	for i := range n {
 		s += op.planeA[i*c+ch]
 	}
-	planes := float64(n)
-	mean := s / planes
-	op.mean[ch] = mean
+	return s
+}
+
+// sumSqDevs is channel ch's sum of squared deviations about mean, from its planes'.
+func (op *bnOp) sumSqDevs(ch int, mean float64) float64 {
+	n, c, hw := op.dims()
 	var m2 float64
 	for i := range n {
 		d := op.planeA[i*c+ch] - mean
 		m2 += op.planeB[i*c+ch] + float64(hw)*d*d
 	}
-	cnt := planes * float64(hw)
+	return m2
+}
+
+// setChannel sets channel ch's mean, invstd and running statistics from its mean and
+// sum of squared deviations m2 over cnt values.
+func (op *bnOp) setChannel(ch int, mean, m2, cnt float64) {
+	op.mean[ch] = mean
 	v := m2 / cnt
 	op.invstd[ch] = 1 / math.Sqrt(v+op.eps)
 	rm, rv, m := op.st.RunningMean, op.st.RunningVar, op.momentum
 	rm[ch] = float32((1-m)*float64(rm[ch]) + m*mean)
 	rv[ch] = float32((1-m)*float64(rv[ch]) + m*v*cnt/(cnt-1))
+}
+
+// channelStats sets channel ch's statistics from its planes' without Sync: the
+// arithmetic of batchStats for one channel, so that both paths give the same bits.
+func (op *bnOp) channelStats(ch int) {
+	n, _, hw := op.dims()
+	mean := op.sumPlaneMeans(ch) / float64(n)
+	op.setChannel(ch, mean, op.sumSqDevs(ch, mean), float64(n)*float64(hw))
 }
 
 // parallelChannels runs body over channels [0, c) of N×C planes of hw elements, in
@@ -439,20 +439,10 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 		cnt := float64(n * hw)
 		parallelChannels(n, c, hw, func(c0, c1 int) {
 			for ch := c0; ch < c1; ch++ {
-				var sdy, sdyx float64
 				for i := range n {
-					p := i*c + ch
-					var yp []float32
-					if mask != nil {
-						yp = mask[p*hw : (p+1)*hw]
-					}
-					f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], yp, f.mean[ch])
+					op.planeSums(i*c+ch, ch, dy, x, mask, hw)
 				}
-				for i := range n {
-					sdy += f.planeA[i*c+ch]
-					sdyx += f.planeB[i*c+ch]
-				}
-				f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
+				sdy, sdyx := op.channelSums(ch)
 				op.coefficients(ch, sdy, sdyx, cnt, gamma[ch])
 				for i := range n {
 					p := i*c + ch
@@ -465,11 +455,7 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	// Under Sync: per-plane Σdy and Σdy·(x-mean), then per channel over the ranks.
 	parallelPlanes(n*c, hw, func(lo, hi int) {
 		for p := lo; p < hi; p++ {
-			var yp []float32
-			if mask != nil {
-				yp = mask[p*hw : (p+1)*hw]
-			}
-			f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], yp, f.mean[p%c])
+			op.planeSums(p, p%c, dy, x, mask, hw)
 		}
 	})
 	cnt := float64(n * hw)
@@ -480,13 +466,7 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	}
 	sums := op.sums
 	for ch := range c {
-		var sdy, sdyx float64
-		for i := range n {
-			sdy += f.planeA[i*c+ch]
-			sdyx += f.planeB[i*c+ch]
-		}
-		sums[ch], sums[c+ch] = sdy, sdyx
-		f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
+		sums[ch], sums[c+ch] = op.channelSums(ch)
 	}
 	if f.training && f.st.Sync != nil {
 		if err := f.st.Sync.AllreduceF64(sums); err != nil {
@@ -505,6 +485,34 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	return t, nil
 }
 
+// planeSums sets plane p's (channel ch) Σdy' and Σdy'·(x-mean), dy' masked by the fused
+// ReLU's output.
+func (op *bnDiffOp) planeSums(p, ch int, dy, x, mask []float32, hw int) {
+	f := op.fwd
+	f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], planeOf(mask, p, hw), f.mean[ch])
+}
+
+// channelSums returns channel ch's Σdy' and Σdy'·(x-mean) over its planes, in image
+// order, and stashes this rank's gamma and beta gradients from them.
+func (op *bnDiffOp) channelSums(ch int) (sdy, sdyx float64) {
+	f := op.fwd
+	n, c, _ := f.dims()
+	for i := range n {
+		sdy += f.planeA[i*c+ch]
+		sdyx += f.planeB[i*c+ch]
+	}
+	f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
+	return sdy, sdyx
+}
+
+// planeOf is plane p of s (planes of hw values), or nil when s is.
+func planeOf(s []float32, p, hw int) []float32 {
+	if s == nil {
+		return nil
+	}
+	return s[p*hw : (p+1)*hw]
+}
+
 // coefficients sets channel ch's k1, k2, k3 (dx = k1*dy' + k2*(x-mean) + k3) from Σdy
 // and Σdy·(x-mean) over cnt values.
 func (op *bnDiffOp) coefficients(ch int, sdy, sdyx, cnt float64, gamma float32) {
@@ -521,11 +529,7 @@ func (op *bnDiffOp) coefficients(ch int, sdy, sdyx, cnt float64, gamma float32) 
 
 // backPlane computes dx for plane p (channel ch).
 func (op *bnDiffOp) backPlane(p, ch int, dx, dy, x, mask []float32, hw int) {
-	dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw]
-	var yp []float32
-	if mask != nil {
-		yp = mask[p*hw : (p+1)*hw]
-	}
+	dxp, dyp, yp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw], planeOf(mask, p, hw)
 	if !op.fwd.training {
 		bnBack(dxp, dyp, dyp, yp, op.k1[ch], 0, 0, 0) // dx = k1·dy'
 		return

@@ -440,19 +440,15 @@ func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 // positions) pairs, spread over goroutines; each writes its own columns of y.
 func (op *convOp) forward(x, w, b, y []float32) {
 	g := &op.convGeom
+	floor := float32(math.Inf(-1)) // the fused ReLU's, or none
+	if g.relu {
+		floor = 0
+	}
 	if op.wino != nil {
-		floor := float32(math.Inf(-1))
-		if g.relu {
-			floor = 0
-		}
 		u := op.wino.forwardWeights(op.ws, w)
 		op.wino.forward(op.ws, x, u, b, floor, y)
 		op.ws.put(u)
 		return
-	}
-	floor := float32(math.Inf(-1))
-	if g.relu {
-		floor = 0
 	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl

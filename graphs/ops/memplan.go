@@ -114,11 +114,11 @@ func PlanMemory(g *G.ExprGraph) *MemoryPlan {
 			refs = 0
 		}
 		if refs > 0 {
-			p.nodes++
 			refsOf[n] = refs
 		}
 		op.setPlan(p, refs) // refs 0: keeps its own buffer but still releases its inputs
 	}
+	p.nodes = len(refsOf)
 	p.slots, p.arenaSize = planArena(g, refsOf)
 	return p
 }

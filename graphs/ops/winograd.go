@@ -374,38 +374,29 @@ func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stag
 	clear(dst[:(vy0-y0)*rowF])
 	clear(dst[(vy1-y0)*rowF : nrows*rowF])
 	full := nv == w // whole rows: each channel's rows are one contiguous piece
-	if full && w >= wgDirectCols {
-		// Long rows: the transpose reads C streams a plane apart, each a run of whole
-		// cache lines, which the prefetchers follow; a staging copy would only add a pass.
-		for r := 0; r < ny; r++ {
-			d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
-			clear(d[:(vx0-x0)*cp])
-			clear(d[(vx1-x0)*cp:])
-			transpose(d, (vx0-x0)*cp, cp, t, base+(vy0+r)*w, plane, C, nv)
-			if C < cp {
-				for p := vx0 - x0; p < vx1-x0; p++ {
-					clear(d[p*cp+C : (p+1)*cp])
-				}
+	// The transpose reads row r of every channel from src at s0 + r*rowStep, channels
+	// lds apart: straight from the planes for long whole rows (C streams a plane apart,
+	// each a run of whole cache lines, which the prefetchers follow), else from stage.
+	src, s0, rowStep, lds := t, base+vy0*w, w, plane
+	if !full || w < wgDirectCols {
+		for c := 0; c < C; c++ {
+			sc := t[base+c*plane+vy0*w+vx0:]
+			st := stage[c*ny*nv : (c+1)*ny*nv]
+			if full {
+				copy(st, sc[:ny*w])
+				continue
+			}
+			for r := 0; r < ny; r++ {
+				copy(st[r*nv:(r+1)*nv], sc[r*w:r*w+nv])
 			}
 		}
-		return
-	}
-	for c := 0; c < C; c++ {
-		src := t[base+c*plane+vy0*w+vx0:]
-		st := stage[c*ny*nv : (c+1)*ny*nv]
-		if full {
-			copy(st, src[:ny*w])
-			continue
-		}
-		for r := 0; r < ny; r++ {
-			copy(st[r*nv:(r+1)*nv], src[r*w:r*w+nv])
-		}
+		src, s0, rowStep, lds = stage, 0, nv, ny*nv
 	}
 	for r := 0; r < ny; r++ {
 		d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
 		clear(d[:(vx0-x0)*cp])
 		clear(d[(vx1-x0)*cp:])
-		transpose(d, (vx0-x0)*cp, cp, stage, r*nv, ny*nv, C, nv)
+		transpose(d, (vx0-x0)*cp, cp, src, s0+r*rowStep, lds, C, nv)
 		if C < cp {
 			for p := vx0 - x0; p < vx1-x0; p++ {
 				clear(d[p*cp+C : (p+1)*cp])
