@@ -65,7 +65,7 @@ func (m *Model) Build(batch, h, w int, mode Mode, opts ...BuildOption) (*Graph, 
 	if n.err != nil {
 		return nil, n.err
 	}
-	gr := &Graph{G: g, Mode: mode, Batch: batch, H: h, W: w, Input: in.node, Logits: out.node, Workspace: n.ws, Gemm: o.gemm}
+	gr := &Graph{G: g, Mode: mode, Batch: batch, H: h, W: w, Input: in.node, Logits: n.nodeOf(out), Workspace: n.ws, Gemm: o.gemm}
 	gr.InputT = tensor.New(tensor.WithShape(batch, 3, h, w), tensor.Of(tensor.Float32))
 	if err := G.Let(in.node, gr.InputT); err != nil {
 		return nil, fmt.Errorf("graphs: bind input: %w", err)

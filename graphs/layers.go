@@ -17,7 +17,39 @@ type act struct {
 	node    *G.Node
 	shape   []int        // NCHW, or (N, features) after Flatten
 	pending *pendingConv // a convolution left for the next batch norm to fold in (node is nil)
-	id      int          // the index of the layer that made it, in net.layers
+	// parts: an upsampling or a concatenation left for the convolution that reads it to
+	// fuse in (ops.Conv2DConcat; node is nil). Any other reader makes the node (nodeOf).
+	parts []ops.ConvPart
+	id    int // the index of the layer that made it, in net.layers
+}
+
+// nodeOf returns x's node, making the upsamplings and concatenation x.parts stands for
+// if need be.
+func (n *net) nodeOf(x act) *G.Node {
+	if x.parts == nil || n.err != nil {
+		return x.node
+	}
+	xs := make([]*G.Node, len(x.parts))
+	for i, p := range x.parts {
+		up, err := ops.Upsample2D(p.X, p.Up)
+		if n.wrap("upsample", err) {
+			return nil
+		}
+		xs[i] = up
+	}
+	y, err := ops.Concat(xs...)
+	if n.wrap("concat", err) {
+		return nil
+	}
+	return y
+}
+
+// partsOf returns x as the parts of a concatenation.
+func (n *net) partsOf(x act) []ops.ConvPart {
+	if x.parts != nil {
+		return x.parts
+	}
+	return []ops.ConvPart{{X: x.node, Up: 1}}
 }
 
 // pendingConv is what Conv2DBatchNorm needs of a convolution.
@@ -162,10 +194,13 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 		var err error
 		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws, Gemm: n.gemm,
 			// The image needs no gradient: skip the first layer's backward convolution.
-			NoInputGrad: x.node == n.in}
-		if fold {
-			y.pending = &pendingConv{x: x.node, w: wn, b: bn, cfg: cfg}
-		} else {
+			NoInputGrad: x.node == n.in && x.node != nil}
+		switch {
+		case x.parts != nil && !fold:
+			y.node, err = ops.Conv2DConcat(x.parts, wn, bn, cfg)
+		case fold:
+			y.pending = &pendingConv{x: n.nodeOf(x), w: wn, b: bn, cfg: cfg}
+		default:
 			y.node, err = ops.Conv2D(x.node, wn, bn, cfg)
 		}
 		if n.wrap(layer, err) {
@@ -199,9 +234,9 @@ func (n *net) batchNormAct(x act, module, layer, reluLayer string) act {
 			cfg.ReLU = reluLayer != ""
 			y.node, err = ops.Conv2DBatchNorm(x.pending.x, x.pending.w, x.pending.b, gamma, beta, n.m.bn[module], cfg)
 		case reluLayer != "":
-			y.node, err = ops.BatchNormReLU2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+			y.node, err = ops.BatchNormReLU2D(n.nodeOf(x), gamma, beta, n.m.bn[module], n.mode == Train)
 		default:
-			y.node, err = ops.BatchNorm2D(x.node, gamma, beta, n.m.bn[module], n.mode == Train)
+			y.node, err = ops.BatchNorm2D(n.nodeOf(x), gamma, beta, n.m.bn[module], n.mode == Train)
 		}
 		if n.wrap(layer, err) {
 			return x
@@ -222,7 +257,7 @@ func (n *net) relu(x act, layer string) act {
 	y := act{shape: x.shape}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.ReLU(x.node)
+		y.node, err = ops.ReLU(n.nodeOf(x))
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -252,7 +287,7 @@ func (n *net) maxPool(x act, layer string, k, s int, key string) act {
 			n.argmax[key] = idx
 		}
 		var err error
-		y.node, err = ops.MaxPool2D(x.node, ops.PoolConfig{KH: k, KW: k, StrideH: s, StrideW: s}, idx)
+		y.node, err = ops.MaxPool2D(n.nodeOf(x), ops.PoolConfig{KH: k, KW: k, StrideH: s, StrideW: s}, idx)
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -278,7 +313,7 @@ func (n *net) unpool(x act, layer, key string, h, w int) act {
 			return x
 		}
 		var err error
-		y.node, err = ops.MaxUnpool2D(x.node, idx, h, w)
+		y.node, err = ops.MaxUnpool2D(n.nodeOf(x), idx, h, w)
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -294,11 +329,8 @@ func (n *net) upsample(x act, layer string) act {
 	}
 	y := act{shape: []int{x.shape[0], x.shape[1], 2 * x.shape[2], 2 * x.shape[3]}}
 	if n.g != nil {
-		var err error
-		y.node, err = ops.Upsample2D(x.node, 2)
-		if n.wrap(layer, err) {
-			return x
-		}
+		// Made by the convolution that reads it, or by nodeOf.
+		y.parts = []ops.ConvPart{{X: n.nodeOf(x), Up: 2}}
 	}
 	n.row(layer, "", "UpSampling2D", y.shape, 0)
 	y.id = n.record(Layer{Kind: LayerUpsample, Name: layer, Inputs: []int{x.id}, Scale: 2}, y.shape)
@@ -315,11 +347,8 @@ func (n *net) concat(layer string, a, b act) act {
 	}
 	y := act{shape: []int{a.shape[0], a.shape[1] + b.shape[1], a.shape[2], a.shape[3]}}
 	if n.g != nil {
-		var err error
-		y.node, err = ops.Concat(a.node, b.node)
-		if n.wrap(layer, err) {
-			return a
-		}
+		// Made by the convolution that reads it, or by nodeOf.
+		y.parts = append(slices.Clone(n.partsOf(a)), n.partsOf(b)...)
 	}
 	n.row(layer, "", "Concatenate", y.shape, 0)
 	y.id = n.record(Layer{Kind: LayerConcat, Name: layer, Inputs: []int{a.id, b.id}}, y.shape)
@@ -333,7 +362,7 @@ func (n *net) flatten(x act, layer string) act {
 	y := act{shape: []int{x.shape[0], prod(x.shape[1:])}}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.Flatten(x.node)
+		y.node, err = ops.Flatten(n.nodeOf(x))
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -353,7 +382,7 @@ func (n *net) linear(x act, module, layer string, out int) act {
 	y := act{shape: []int{x.shape[0], out}}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.Linear(x.node, wn, bn, ops.LinearConfig{Gemm: n.gemm})
+		y.node, err = ops.Linear(n.nodeOf(x), wn, bn, ops.LinearConfig{Gemm: n.gemm})
 		if n.wrap(layer, err) {
 			return x
 		}
@@ -371,7 +400,7 @@ func (n *net) dropout(x act, module, layer string) act {
 	y := act{shape: x.shape}
 	if n.g != nil {
 		var err error
-		y.node, err = ops.Dropout(x.node, n.cfg.Dropout, n.m.drop[module], n.mode == Train)
+		y.node, err = ops.Dropout(n.nodeOf(x), n.cfg.Dropout, n.m.drop[module], n.mode == Train)
 		if n.wrap(layer, err) {
 			return x
 		}

@@ -117,6 +117,11 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newConvOpGeom(geom, cfg), nil
+}
+
+// newConvOpGeom returns the op computing geom.
+func newConvOpGeom(geom convGeom, cfg ConvConfig) *convOp {
 	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}, ws: cfg.Workspace, noDX: cfg.NoInputGrad}
 	if op.ws == nil {
 		op.ws = NewWorkspace()
@@ -126,12 +131,12 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 		c.gemm = geom.gemm
 		op.wino = &c
 		if !cfg.NoInputGrad { // with one gradient op, nothing to share
-			op.dys = new(dyShare)
+			op.dys = &dyShare{users: 1 + geom.nx()}
 		}
 	} else if !geom.direct() {
 		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
 	}
-	return op, nil
+	return op
 }
 
 // convGeom is everything that defines one convolution; it is fixed when the graph is
@@ -146,21 +151,41 @@ type convGeom struct {
 	relu         bool // fused ReLU
 	wino         bool // Winograd F(4x4,3x3) rather than im2col
 	gemm         gemm.Kernel
+	// parts, when not empty, are the inputs whose channel concatenation is x (see
+	// Conv2DConcat); the op then takes them in place of x.
+	parts []convPart
+}
+
+// convPart is one input of a Conv2DConcat: c channels, upsampled x2 when up.
+type convPart struct {
+	c  int
+	up bool
 }
 
 func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
-	if x == nil || w == nil {
+	if x == nil {
+		return convGeom{}, fmt.Errorf("ops: conv2d: x and w must not be nil")
+	}
+	if x.Dtype() != tensor.Float32 {
+		return convGeom{}, fmt.Errorf("ops: conv2d: x has dtype %v, want float32", x.Dtype())
+	}
+	return newConvGeomShape(x.Shape(), w, b, cfg)
+}
+
+// newConvGeomShape is newConvGeom for an input of shape xs.
+func newConvGeomShape(xs tensor.Shape, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
+	if w == nil {
 		return convGeom{}, fmt.Errorf("ops: conv2d: x and w must not be nil")
 	}
 	for _, in := range []struct {
 		name string
 		n    *G.Node
-	}{{"x", x}, {"w", w}, {"b", b}} {
+	}{{"w", w}, {"b", b}} {
 		if in.n != nil && in.n.Dtype() != tensor.Float32 {
 			return convGeom{}, fmt.Errorf("ops: conv2d: %s has dtype %v, want float32", in.name, in.n.Dtype())
 		}
 	}
-	xs, ws := x.Shape(), w.Shape()
+	ws := w.Shape()
 	if len(xs) != 4 || xs.TotalSize() == 0 {
 		return convGeom{}, fmt.Errorf("ops: conv2d: x has shape %v, want 4-D (N,Cin,H,W) with no zero axis", xs)
 	}
@@ -228,7 +253,59 @@ func (g *convGeom) String() string {
 	if g.gemm != (gemm.Kernel{}) {
 		s += " gemm=" + g.gemm.Name()
 	}
+	if len(g.parts) > 0 {
+		s += " parts["
+		for i, p := range g.parts {
+			if i > 0 {
+				s += " "
+			}
+			s += fmt.Sprint(p.c)
+			if p.up {
+				s += "↑2"
+			}
+		}
+		s += "]"
+	}
 	return s
+}
+
+// nx is the number of input tensors x arrives in: its parts, or 1.
+func (g *convGeom) nx() int { return max(len(g.parts), 1) }
+
+// partShape returns the shape of input part i (x's when there are no parts) and the
+// offset of its channels in x.
+func (g *convGeom) partShape(i int) (tensor.Shape, int) {
+	if len(g.parts) == 0 {
+		return g.xShape(), 0
+	}
+	off := 0
+	for _, p := range g.parts[:i] {
+		off += p.c
+	}
+	p := g.parts[i]
+	if p.up {
+		return tensor.Shape{g.n, p.c, g.h / 2, g.w / 2}, off
+	}
+	return tensor.Shape{g.n, p.c, g.h, g.w}, off
+}
+
+// source checks the values of x (its parts) and returns them as a wgSrc; op names the
+// op in errors.
+func (g *convGeom) source(op string, inputs []G.Value) (wgSrc, error) {
+	src := make(wgSrc, g.nx())
+	for i := range src {
+		shape, _ := g.partShape(i)
+		name := "x"
+		if len(g.parts) > 0 {
+			name = fmt.Sprintf("x part %d", i)
+		}
+		d, err := convInput(op, name, inputs[i], shape)
+		if err != nil {
+			return nil, err
+		}
+		src[i] = wgPart{data: d, c: shape[1], up: len(g.parts) > 0 && g.parts[i].up}
+	}
+	return src, nil
 }
 
 func (g *convGeom) xShape() tensor.Shape   { return tensor.Shape{g.n, g.cin, g.h, g.w} }
@@ -386,17 +463,21 @@ var (
 
 func (op *convOp) Arity() int {
 	if op.bias {
-		return 3
+		return op.nx() + 2
 	}
-	return 2
+	return op.nx() + 1
 }
 
 func (op *convOp) Type() hm.Type {
 	t4 := anyTensor(4)
-	if op.bias {
-		return hm.NewFnType(t4, t4, anyTensor(1), t4)
+	ts := make([]hm.Type, 0, op.nx()+3)
+	for range op.nx() + 1 {
+		ts = append(ts, t4)
 	}
-	return hm.NewFnType(t4, t4, t4)
+	if op.bias {
+		ts = append(ts, anyTensor(1))
+	}
+	return hm.NewFnType(append(ts, t4)...)
 }
 
 func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
@@ -417,37 +498,52 @@ func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: conv2d: got %d inputs, want %d", len(inputs), op.Arity())
 	}
-	x, err := convInput("conv2d", "x", inputs[0], op.xShape())
+	x, err := op.source("conv2d", inputs)
 	if err != nil {
 		return nil, err
 	}
-	w, err := convInput("conv2d", "w", inputs[1], op.wShape())
+	nx := op.nx()
+	w, err := convInput("conv2d", "w", inputs[nx], op.wShape())
 	if err != nil {
 		return nil, err
 	}
 	var b []float32
 	if op.bias {
-		if b, err = convInput("conv2d", "b", inputs[2], tensor.Shape{op.cout}); err != nil {
+		if b, err = convInput("conv2d", "b", inputs[nx+1], tensor.Shape{op.cout}); err != nil {
 			return nil, err
 		}
 	}
 	t, y := op.out.get(&op.opHooks)
-	op.forward(x, w, b, y)
+	if len(op.parts) > 0 {
+		op.forwardWino(x, w, b, y)
+	} else {
+		op.forward(x[0].data, w, b, y)
+	}
 	return t, nil
+}
+
+// floor is the fused ReLU's lower bound, or -Inf without one.
+func (g *convGeom) floor() float32 {
+	if g.relu {
+		return 0
+	}
+	return float32(math.Inf(-1))
+}
+
+// forwardWino is forward by Winograd, from the parts x.
+func (op *convOp) forwardWino(x wgSrc, w, b, y []float32) {
+	u := op.wino.forwardWeights(op.ws, w)
+	op.wino.forwardFrom(op.ws, x, nil, u, b, op.floor(), y)
+	op.ws.put(u)
 }
 
 // forward computes y = conv(x, w) + b. Work items are (image, tile of output
 // positions) pairs, spread over goroutines; each writes its own columns of y.
 func (op *convOp) forward(x, w, b, y []float32) {
 	g := &op.convGeom
-	floor := float32(math.Inf(-1)) // the fused ReLU's, or none
-	if g.relu {
-		floor = 0
-	}
+	floor := g.floor()
 	if op.wino != nil {
-		u := op.wino.forwardWeights(op.ws, w)
-		op.wino.forward(op.ws, x, u, b, floor, y)
-		op.ws.put(u)
+		op.forwardWino(wgSrc{{data: x, c: g.cin}}, w, b, y)
 		return
 	}
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
@@ -513,20 +609,24 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
 		}
 	}
-	var dx *G.Node
+	nx := op.nx()
+	grads := make(G.Nodes, nx, nx+2)
 	if !op.noDX {
-		var err error
-		dx, err = G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: g.xShape()}}, inputs[1], grad)
-		if err != nil {
-			return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
+		for i := range grads {
+			shape, _ := g.partShape(i)
+			dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, part: i, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: shape}}, inputs[nx], grad)
+			if err != nil {
+				return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
+			}
+			grads[i] = dx
 		}
 	}
 	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, parts: &convScratch{size: g.cout * g.kdim()},
-		out: convOutput{shape: g.wShape()}}, inputs[0], grad)
+		out: convOutput{shape: g.wShape()}}, append(inputs[:nx:nx], grad)...)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt w: %w", err)
 	}
-	grads := G.Nodes{dx, dw}
+	grads = append(grads, dw)
 	if op.bias {
 		db, err := G.ApplyOp(&convGradBOp{convGeom: g, convGradBase: convGradBase{"conv2d grad b"}, out: convOutput{shape: tensor.Shape{g.cout}}}, grad)
 		if err != nil {
@@ -571,6 +671,7 @@ type convGradXOp struct {
 	opHooks
 	convGeom
 	convGradBase
+	part int // the input part whose gradient this is (0 without parts)
 	cols *convScratch
 	wino *wgConv
 	ws   *Workspace
@@ -587,10 +688,18 @@ func (op *convGradXOp) Arity() int { return 2 }
 func (op *convGradXOp) Type() hm.Type {
 	return hm.NewFnType(anyTensor(4), anyTensor(4), anyTensor(4))
 }
-func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.xShape(), nil }
-func (op *convGradXOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
-func (op *convGradXOp) Hashcode() uint32                               { return hashOp(op) }
-func (op *convGradXOp) String() string                                 { return "Conv2DGradX{" + op.convGeom.String() + "}" }
+func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	s, _ := op.partShape(op.part)
+	return s, nil
+}
+func (op *convGradXOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
+func (op *convGradXOp) Hashcode() uint32      { return hashOp(op) }
+func (op *convGradXOp) String() string {
+	if len(op.parts) > 0 {
+		return fmt.Sprintf("Conv2DGradX{%s part %d}", op.convGeom.String(), op.part)
+	}
+	return "Conv2DGradX{" + op.convGeom.String() + "}"
+}
 
 func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
@@ -610,11 +719,12 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 func (op *convGradXOp) backward(w, dy, dx []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
-		c := op.wino.dataGrad()
-		u := op.wino.dataGradWeights(op.ws, w)
+		shape, off := g.partShape(op.part)
+		c := op.wino.dataGradPart(shape[1], len(g.parts) > 0 && g.parts[op.part].up)
+		u := op.wino.dataGradWeights(op.ws, w, off, shape[1])
 		dya := op.dys.acquire(op.ws, op.wino, dy, op)
 		defer op.dys.release(op.ws)
-		c.forwardFrom(op.ws, dy, dya, u, nil, float32(math.Inf(-1)), dx)
+		c.forwardFrom(op.ws, wgSrc{{data: dy, c: g.cout}}, dya, u, nil, float32(math.Inf(-1)), dx)
 		op.ws.put(u)
 		return
 	}
@@ -671,9 +781,13 @@ var (
 	_ G.SDOp = (*convGradWOp)(nil)
 )
 
-func (op *convGradWOp) Arity() int { return 2 }
+func (op *convGradWOp) Arity() int { return op.nx() + 1 }
 func (op *convGradWOp) Type() hm.Type {
-	return hm.NewFnType(anyTensor(4), anyTensor(4), anyTensor(4))
+	ts := make([]hm.Type, op.nx()+2)
+	for i := range ts {
+		ts[i] = anyTensor(4)
+	}
+	return hm.NewFnType(ts...)
 }
 func (op *convGradWOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.wShape(), nil }
 func (op *convGradWOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
@@ -682,7 +796,14 @@ func (op *convGradWOp) String() string                                 { return 
 
 func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
-	x, dy, err := op.inputs2(inputs, "x", op.xShape(), op.outShape())
+	if len(inputs) != op.Arity() {
+		return nil, fmt.Errorf("ops: %s: got %d inputs, want %d", op.name, len(inputs), op.Arity())
+	}
+	x, err := op.source(op.name, inputs)
+	if err != nil {
+		return nil, err
+	}
+	dy, err := convInput(op.name, "output gradient", inputs[op.nx()], op.outShape())
 	if err != nil {
 		return nil, err
 	}
@@ -699,14 +820,15 @@ const convGradMaxParts = 4
 // first overwriting), into dw for the first part and into a partial sum for the others,
 // and the partial sums are then added to dw in part order. The thread count decides
 // only which goroutine runs a part, so dW has the same bits on any number of threads.
-func (op *convGradWOp) backward(x, dy, dw []float32) {
+func (op *convGradWOp) backward(src wgSrc, dy, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
 		dya := op.dys.acquire(op.ws, op.wino, dy, op)
 		defer op.dys.release(op.ws)
-		op.wino.filterGradFrom(op.ws, x, dy, dya, dw)
+		op.wino.filterGradFrom(op.ws, src, dy, dya, dw)
 		return
 	}
+	x := src[0].data
 	hw, tl, k := g.hw(), g.tile(), g.kdim()
 	nt := (hw + tl - 1) / tl
 	xs, ys := g.cin*g.h*g.w, g.cout*hw

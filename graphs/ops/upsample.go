@@ -145,35 +145,38 @@ func (op *upsampleDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 			dxp, dyp := dx[p*hw:(p+1)*hw], dy[p*hw*s*s:(p+1)*hw*s*s]
 			for i := range h {
 				dst := dxp[i*w : (i+1)*w]
-				if s == 2 && haveZ && w >= 16 {
-					// The same sums, (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]), vectorised.
-					r0, r1 := dyp[2*i*ws:(2*i+1)*ws], dyp[(2*i+1)*ws:(2*i+2)*ws]
-					n16 := w &^ 15
-					down2RowsZ(&dst[0], &r0[0], &r1[0], n16)
-					for j := n16; j < w; j++ {
-						dst[j] = (r0[2*j] + r0[2*j+1]) + (r1[2*j] + r1[2*j+1])
-					}
+				if s == 2 {
+					down2Rows(dst, dyp[2*i*ws:(2*i+1)*ws], dyp[(2*i+1)*ws:(2*i+2)*ws])
 					continue
 				}
 				clear(dst)
 				for k := range s {
 					row := dyp[(i*s+k)*ws : (i*s+k+1)*ws]
-					if s == 2 {
-						for j := range dst {
-							dst[j] += row[2*j] + row[2*j+1]
+					for j := range dst {
+						var acc float32
+						for _, v := range row[j*s : (j+1)*s] {
+							acc += v
 						}
-					} else {
-						for j := range dst {
-							var acc float32
-							for _, v := range row[j*s : (j+1)*s] {
-								acc += v
-							}
-							dst[j] += acc
-						}
+						dst[j] += acc
 					}
 				}
 			}
 		}
 	})
 	return t, nil
+}
+
+// down2Rows sets dst[j] = (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]) for j < len(dst):
+// the 2x2 block sums of two rows, Upsample2D's gradient at scale 2.
+func down2Rows(dst, r0, r1 []float32) {
+	w := len(dst)
+	_, _ = r0[2*w-1], r1[2*w-1]
+	n16 := 0
+	if haveZ && w >= 16 {
+		n16 = w &^ 15
+		down2RowsZ(&dst[0], &r0[0], &r1[0], n16)
+	}
+	for j := n16; j < w; j++ {
+		dst[j] = (r0[2*j] + r0[2*j+1]) + (r1[2*j] + r1[2*j+1])
+	}
 }

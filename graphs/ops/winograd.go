@@ -3,6 +3,7 @@ package ops
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -292,6 +293,9 @@ type wgConv struct {
 	cip, cop     int // channels padded to 16
 	chunkTiles   int // tiles per chunk, for tests; 0: chosen by size
 	gemm         gemm.Kernel
+	// pool2: y has half the output's size and receives the sums of its 2x2 blocks (the
+	// gradient of an input that was upsampled x2 before the convolution).
+	pool2 bool
 }
 
 func newWgConv(n, cin, h, w, cout, ho, wo, pt, pl int) wgConv {
@@ -356,11 +360,11 @@ func (c *wgConv) segments(r0, r1, extra, rowFloats int, out []segment) ([]segmen
 const wgDirectCols = 32
 
 // gatherNHWC copies rows [y0, y0+nrows) and columns [x0, x0+ncols) of image n of t
-// (C planes of h×w) into dst as nrows × ncols × cp, zero outside the image and in the
-// channels [C, cp). stage is scratch of at least C·nrows·ncols floats: each channel's rows
+// (C planes of h×w) into channels [off, off+C) of dst, nrows × ncols × cp, zero outside
+// the image and in the channels [off+C, cp). stage is scratch of at least C·nrows·ncols floats: each channel's rows
 // are first copied out in one piece (a plane apart, C short rows would each be a separate
 // cache miss and alias in the L1 cache), then transposed row by row.
-func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
+func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
 	plane := h * w
 	base := n * C * plane
 	vx0, vx1 := max(x0, 0), min(x0+ncols, w) // valid source columns
@@ -396,12 +400,70 @@ func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stag
 		d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
 		clear(d[:(vx0-x0)*cp])
 		clear(d[(vx1-x0)*cp:])
-		transpose(d, (vx0-x0)*cp, cp, src, s0+r*rowStep, lds, C, nv)
-		if C < cp {
+		transpose(d, (vx0-x0)*cp+off, cp, src, s0+r*rowStep, lds, C, nv)
+		if off+C < cp {
 			for p := vx0 - x0; p < vx1-x0; p++ {
-				clear(d[p*cp+C : (p+1)*cp])
+				clear(d[p*cp+off+C : (p+1)*cp])
 			}
 		}
+	}
+}
+
+// gatherUp2 is gatherNHWC from t upsampled x2 (nearest): t holds C planes of
+// (h/2)×(w/2), and pixel (r, q) of the h×w image is t's (r/2, q/2). Each source row is
+// transposed twice, into the even and into the odd columns.
+func gatherUp2(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int) {
+	w2 := w / 2
+	plane := (h / 2) * w2
+	base := n * C * plane
+	vx0, vx1 := max(x0, 0), min(x0+ncols, w)
+	vy0, vy1 := max(y0, 0), min(y0+nrows, h)
+	rowF := ncols * cp
+	if vx1 <= vx0 || vy1 <= vy0 {
+		clear(dst[:nrows*rowF])
+		return
+	}
+	clear(dst[:(vy0-y0)*rowF])
+	clear(dst[(vy1-y0)*rowF : nrows*rowF])
+	// Columns q = 2k (k in [e0, e1)) and q = 2k+1 (k in [o0, o1)) of [vx0, vx1).
+	e0, e1 := (vx0+1)/2, (vx1+1)/2
+	o0, o1 := vx0/2, vx1/2
+	for r := vy0; r < vy1; r++ {
+		d := dst[(r-y0)*rowF : (r-y0+1)*rowF]
+		clear(d[:(vx0-x0)*cp])
+		clear(d[(vx1-x0)*cp:])
+		row := base + (r/2)*w2
+		transpose(d, (2*e0-x0)*cp+off, 2*cp, t, row+e0, plane, C, e1-e0)
+		transpose(d, (2*o0+1-x0)*cp+off, 2*cp, t, row+o0, plane, C, o1-o0)
+		if off+C < cp {
+			for p := vx0 - x0; p < vx1-x0; p++ {
+				clear(d[p*cp+off+C : (p+1)*cp])
+			}
+		}
+	}
+}
+
+// wgSrc is the input a Winograd convolution reads, NCHW: one tensor, or the channel
+// concatenation of parts, each of the convolution's input size or of half that size
+// upsampled x2 (nearest).
+type wgSrc []wgPart
+
+type wgPart struct {
+	data []float32
+	c    int  // channels
+	up   bool // (h/2)×(w/2) planes, upsampled x2
+}
+
+// gather is gatherNHWC over the parts of s, each into its channels of dst (h×w images).
+func (s wgSrc) gather(dst []float32, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
+	off := 0
+	for _, p := range s {
+		if p.up {
+			gatherUp2(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols)
+		} else {
+			gatherNHWC(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols, stage)
+		}
+		off += p.c
 	}
 }
 
@@ -438,6 +500,31 @@ func scatterNCHW(t, src []float32, C, h, w, cp, n, y0, nrows, ncols int, stage [
 	}
 }
 
+// scatterPool2 is scatterNCHW for the gradient of an input upsampled x2: t holds C
+// planes of (h/2)×(w/2) and receives, for every 2x2 block of the nrows (even) rows at y0
+// (even) of src, the block's sum, (r0[2j] + r0[2j+1]) + (r1[2j] + r1[2j+1]) as
+// Upsample2D's gradient adds it. stage is scratch of at least C·nrows·ncols floats.
+func scatterPool2(t, src []float32, C, h, w, cp, n, y0, nrows, ncols int, stage []float32) {
+	cols := min(ncols, w)
+	ny := min(nrows, h-y0)
+	if ny <= 0 || cols <= 0 {
+		return
+	}
+	for i := 0; i < ny; i++ {
+		transpose(stage, i*cols, ny*cols, src, i*ncols*cp, cp, cols, C)
+	}
+	w2 := w / 2
+	plane := (h / 2) * w2
+	base := n * C * plane
+	for c := 0; c < C; c++ {
+		st := stage[c*ny*cols : (c+1)*ny*cols]
+		for i := 0; i+1 < ny; i += 2 {
+			dst := t[base+c*plane+(y0+i)/2*w2:]
+			down2Rows(dst[:cols/2], st[i*cols:(i+1)*cols], st[(i+1)*cols:(i+2)*cols])
+		}
+	}
+}
+
 // nhwc is an activation copied whole to channels-last: image n's row r, column q (in
 // the activation's coordinates, which may be negative: zero padding) is at
 // ((n*rows + r + top)*cols + q + left)*cp.
@@ -460,7 +547,7 @@ func gatherAll(ws *Workspace, a *nhwc, t []float32, n, C, h, w int) {
 		for k := lo; k < hi; {
 			img, r := k/a.rows, k%a.rows
 			nr := min(step, hi-k, a.rows-r)
-			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage)
+			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, 0, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage)
 			k += nr
 		}
 	})
@@ -505,24 +592,27 @@ func (c *wgConv) forwardWeights(ws *Workspace, w []float32) []float32 {
 	return u
 }
 
-// dataGradWeights returns U' for the data gradient of y = x ⊛ w, a convolution of dY
-// (Cout channels) with w'[ci][co][a][b] = w[co][ci][2-a][2-b]: wt'[(co*9 + 8-(3a+b))][ci],
-// then U'[ξ][Cout][cip].
-func (c *wgConv) dataGradWeights(ws *Workspace, w []float32) []float32 {
-	wt := ws.get(c.cout * 9 * c.cip)
+// dataGradWeights returns U' for the data gradient of y = x ⊛ w with respect to the
+// input channels [off, off+C), a convolution of dY (Cout channels) with
+// w'[ci][co][a][b] = w[co][off+ci][2-a][2-b]: wt'[(co*9 + 8-(3a+b))][ci], then
+// U'[ξ][Cout][pad(C)].
+func (c *wgConv) dataGradWeights(ws *Workspace, w []float32, off, C int) []float32 {
+	cp := wgPad(C)
+	wt := ws.get(c.cout * 9 * cp)
 	parallelFor(c.cout, func(lo, hi int) {
 		for co := lo; co < hi; co++ {
-			// w[co] is Cin × 9; its transpose, rows reversed, goes to wt rows co*9+8 .. co*9.
-			transpose(wt, (co*9+8)*c.cip, -c.cip, w, co*c.cin*9, 9, c.cin, 9)
-			if c.cin < c.cip {
+			// w[co][off:off+C] is C × 9; its transpose, rows reversed, goes to wt rows
+			// co*9+8 .. co*9.
+			transpose(wt, (co*9+8)*cp, -cp, w, (co*c.cin+off)*9, 9, C, 9)
+			if C < cp {
 				for r := co * 9; r < co*9+9; r++ {
-					clear(wt[r*c.cip+c.cin : (r+1)*c.cip])
+					clear(wt[r*cp+C : (r+1)*cp])
 				}
 			}
 		}
 	})
-	u := ws.get(36 * c.cout * c.cip)
-	filterTransform(u, wt, c.cout, c.cip)
+	u := ws.get(36 * c.cout * cp)
+	filterTransform(u, wt, c.cout, cp)
 	ws.put(wt)
 	return u
 }
@@ -530,11 +620,12 @@ func (c *wgConv) dataGradWeights(ws *Workspace, w []float32) []float32 {
 // forward computes y = x ⊛ w (+ bias, then max(·, floor)) from U = forwardWeights(w).
 // bias may be nil; floor is 0 for a fused ReLU and -Inf otherwise.
 func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y []float32) {
-	c.forwardFrom(ws, x, nil, u, bias, floor, y)
+	c.forwardFrom(ws, wgSrc{{data: x, c: c.cin}}, nil, u, bias, floor, y)
 }
 
-// forwardFrom is forward reading x from its channels-last copy xa when not nil.
-func (c *wgConv) forwardFrom(ws *Workspace, x []float32, xa *nhwc, u, bias []float32, floor float32, y []float32) {
+// forwardFrom is forward from the parts x, or from x's channels-last copy xa when not
+// nil.
+func (c *wgConv) forwardFrom(ws *Workspace, x wgSrc, xa *nhwc, u, bias []float32, floor float32, y []float32) {
 	T := c.chunkRows(runtime.GOMAXPROCS(0))
 	biasP := ws.get(c.cop)
 	defer ws.put(biasP)
@@ -559,7 +650,7 @@ func (c *wgConv) forwardFrom(ws *Workspace, x []float32, xa *nhwc, u, bias []flo
 	})
 }
 
-func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
+func (c *wgConv) fwdChunk(ws *Workspace, par bool, x wgSrc, xa *nhwc, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
 	nt := (r1 - r0) * c.tw
 	wb := 4*c.tw + 2 // band width in pixels
 	var bandSize int
@@ -576,7 +667,7 @@ func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bia
 		// Gather the input bands (channels-last), then transform every tile.
 		c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
 			rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
-			gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+			x.gather(rows, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
 		})
 		c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
 			t := s.t0 + (th-s.th0)*c.tw
@@ -597,7 +688,11 @@ func (c *wgConv) fwdChunk(ws *Workspace, par bool, x []float32, xa *nhwc, u, bia
 		strip, stage := scratch[:stripF], scratch[stripF:]
 		t := s.t0 + (th-s.th0)*c.tw
 		wg.output(strip, 4*c.tw*c.cop, c.cop, 4*c.cop, m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, c.cop, c.tw, bias, floor)
-		scatterNCHW(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+		if c.pool2 {
+			scatterPool2(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+		} else {
+			scatterNCHW(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+		}
 	})
 	return segs
 }
@@ -646,12 +741,12 @@ const (
 
 // filterGrad computes dW (Cout × Cin·9) of y = x ⊛ w from dY.
 func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
-	c.filterGradFrom(ws, x, dy, nil, dw)
+	c.filterGradFrom(ws, wgSrc{{data: x, c: c.cin}}, dy, nil, dw)
 }
 
 // filterGradFrom is filterGrad reading dY from its channels-last copy dya when not nil
 // (laid out by gradLayout).
-func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []float32) {
+func (c *wgConv) filterGradFrom(ws *Workspace, x wgSrc, dy []float32, dya *nhwc, dw []float32) {
 	T := c.chunkRows(1)
 	duF := 36 * c.cin * c.cop
 	rows := c.n * c.th
@@ -727,7 +822,7 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x, dy []float32, dya *nhwc, dw []
 
 // dwChunk accumulates the chunk [r0, r1)'s contribution to dU into du (overwriting it
 // when !accumulate).
-func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy []float32, dya *nhwc, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
+func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nhwc, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
 	nt := (r1 - r0) * c.tw
 	wb, wy := 4*c.tw+2, 4*c.tw
 	var bandSize, dbandSize int
@@ -736,14 +831,14 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x, dy []float32, dya *nhwc, v,
 	band := ws.get(bandSize)
 	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
 		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
-		gatherNHWC(rows, x, c.cin, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+		x.gather(rows, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
 	})
 	var dband []float32
 	if dya == nil {
 		dband = ws.get(dbandSize)
 		c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
 			rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
-			gatherNHWC(rows, dy, c.cout, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
+			gatherNHWC(rows, dy, c.cout, 0, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
 		})
 	}
 	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
@@ -814,9 +909,14 @@ func forRange(par bool, n int, f func(lo, hi int)) {
 }
 
 // dataGrad returns the engine computing dX of y = x ⊛ w as a convolution of dY.
-func (c *wgConv) dataGrad() wgConv {
-	d := newWgConv(c.n, c.cout, c.ho, c.wo, c.cin, c.h, c.w, 2-c.pt, 2-c.pl)
-	d.chunkTiles, d.gemm = c.chunkTiles, c.gemm
+func (c *wgConv) dataGrad() wgConv { return c.dataGradPart(c.cin, false) }
+
+// dataGradPart returns the engine computing the gradient with respect to C of the input
+// channels (all of them: C = Cin), written at half size, summed over 2x2 blocks, when
+// pool2 (the channels of a part upsampled x2).
+func (c *wgConv) dataGradPart(C int, pool2 bool) wgConv {
+	d := newWgConv(c.n, c.cout, c.ho, c.wo, C, c.h, c.w, 2-c.pt, 2-c.pl)
+	d.chunkTiles, d.gemm, d.pool2 = c.chunkTiles, c.gemm, pool2
 	return d
 }
 
@@ -870,15 +970,16 @@ func (c *wgConv) tileRows(ws *Workspace, par bool, scratchF int, segs []segment,
 	})
 }
 
-// dyShare lends the channels-last copy of a layer's output gradient to its two Winograd
-// gradient ops: whichever runs first gathers it, the second reuses and frees it. A nil
-// *dyShare (a layer with one gradient op) shares nothing: acquire returns nil.
+// dyShare lends the channels-last copy of a layer's output gradient to its Winograd
+// gradient ops (the filter gradient and one data gradient per input part): whichever
+// runs first gathers it, the others reuse it and the last frees it. A nil *dyShare (a
+// layer with one gradient op) shares nothing: acquire returns nil.
 type dyShare struct {
 	mu    sync.Mutex
+	users int     // the ops sharing it
 	key   uintptr // the dY data it was gathered from
-	first any     // the op that gathered it
+	seen  []any   // the ops that have acquired it
 	a     nhwc
-	uses  int
 }
 
 func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nhwc {
@@ -887,17 +988,17 @@ func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nh
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.a.data != nil && sh.key == addr(dy) && sh.uses == 1 && sh.first != user {
-		sh.uses++
+	if sh.a.data != nil && sh.key == addr(dy) && len(sh.seen) < sh.users && !slices.Contains(sh.seen, user) {
+		sh.seen = append(sh.seen, user)
 		return &sh.a
 	}
-	if sh.a.data != nil { // left over from a run where only one of the ops ran
+	if sh.a.data != nil { // left over from a run where not every op ran
 		ws.put(sh.a.data)
 	}
 	sh.a = c.gradLayout()
 	sh.a.data = ws.get(c.n * sh.a.rows * sh.a.cols * sh.a.cp)
 	gatherAll(ws, &sh.a, dy, c.n, c.cout, c.ho, c.wo)
-	sh.key, sh.first, sh.uses = addr(dy), user, 1
+	sh.key, sh.seen = addr(dy), append(sh.seen[:0], user)
 	return &sh.a
 }
 
@@ -907,8 +1008,10 @@ func (sh *dyShare) release(ws *Workspace) {
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.uses >= 2 && sh.a.data != nil {
+	if len(sh.seen) >= sh.users && sh.a.data != nil {
 		ws.put(sh.a.data)
-		sh.a.data, sh.first = nil, nil
+		sh.a.data = nil
+		clear(sh.seen)
+		sh.seen = sh.seen[:0]
 	}
 }

@@ -56,7 +56,7 @@ func TestWinogradError(t *testing.T) {
 		c.forward(ws, x, c.forwardWeights(ws, w), nil, float32(math.Inf(-1)), y)
 		dx := make([]float32, len(x))
 		c2 := c.dataGrad()
-		c2.forward(ws, dy, c.dataGradWeights(ws, w), nil, float32(math.Inf(-1)), dx)
+		c2.forward(ws, dy, c.dataGradWeights(ws, w, 0, c.cin), nil, float32(math.Inf(-1)), dx)
 		dw := make([]float32, len(w))
 		c.filterGrad(ws, x, dy, dw)
 
@@ -67,7 +67,7 @@ func TestWinogradError(t *testing.T) {
 		dxd := make([]float32, len(x))
 		(&convGradXOp{convGeom: geom, cols: op.cols}).backward(w, dy, dxd)
 		dwd := make([]float32, len(w))
-		(&convGradWOp{convGeom: geom, cols: op.cols, parts: &convScratch{size: geom.cout * geom.kdim()}}).backward(x, dy, dwd)
+		(&convGradWOp{convGeom: geom, cols: op.cols, parts: &convScratch{size: geom.cout * geom.kdim()}}).backward(wgSrc{{data: x, c: l.c}}, dy, dwd)
 
 		for _, m := range []struct {
 			name      string

@@ -246,7 +246,7 @@ func TestWinogradGradients(t *testing.T) {
 						dx[i] = float32(math.NaN()) // every element must be written
 					}
 					c2 := c.dataGrad()
-					u2 := c.dataGradWeights(ws, w)
+					u2 := c.dataGradWeights(ws, w, 0, c.cin)
 					c2.forward(ws, dy, u2, nil, float32(math.Inf(-1)), dx)
 					checkClose(t, "dx", dx, wantDx, dxMag, 1e-4)
 					dw := make([]float32, len(w))
@@ -306,7 +306,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		b.Run(tc.String()+"/wino-dx", func(b *testing.B) {
 			c2 := c.dataGrad()
 			for b.Loop() {
-				u := c.dataGradWeights(ws, w)
+				u := c.dataGradWeights(ws, w, 0, c.cin)
 				c2.forward(ws, dy, u, nil, float32(math.Inf(-1)), dx)
 				ws.put(u)
 			}
@@ -338,7 +338,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		b.Run(tc.String()+"/im2col-dw", func(b *testing.B) {
 			dw := make([]float32, len(w))
 			for b.Loop() {
-				gw.backward(x, dy, dw)
+				gw.backward(wgSrc{{data: x, c: geom.cin}}, dy, dw)
 			}
 			report(b)
 		})
