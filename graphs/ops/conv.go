@@ -131,7 +131,13 @@ func newConvOpGeom(geom convGeom, cfg ConvConfig) *convOp {
 		c.gemm = geom.gemm
 		op.wino = &c
 		if !cfg.NoInputGrad { // with one gradient op, nothing to share
-			op.dys = &dyShare{users: 1 + geom.nx()}
+			// The data gradients and the filter gradient, and with a fused ReLU (whose
+			// mask the gather applies) the bias gradient.
+			users := geom.nx() + 1
+			if geom.relu && geom.bias {
+				users++
+			}
+			op.dys = &dyShare{users: users}
 		}
 	} else if !geom.direct() {
 		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
@@ -602,8 +608,18 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 		return nil, fmt.Errorf("ops: conv2d: differentiating with %d inputs, want %d", len(inputs), op.Arity())
 	}
 	g := op.convGeom
-	if g.relu {
-		// The fused ReLU's gradient: dy where the output is positive (or NaN), else 0.
+	// The fused ReLU's gradient is dy where the output is positive (or NaN), else 0. The
+	// Winograd gradient ops apply it themselves when they gather dY channels-last
+	// (masked: they take the output as a last input); the others get it from a ReLU
+	// gradient op.
+	masked := g.relu && op.dys != nil
+	withY := func(ins ...*G.Node) []*G.Node {
+		if masked {
+			return append(ins, output)
+		}
+		return ins
+	}
+	if g.relu && !masked {
 		var err error
 		if grad, err = G.ApplyOp(&reluDiffOp{shape: g.outShape(), dims: 4}, output, grad); err != nil {
 			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
@@ -614,21 +630,21 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	if !op.noDX {
 		for i := range grads {
 			shape, _ := g.partShape(i)
-			dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, part: i, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: shape}}, inputs[nx], grad)
+			dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, part: i, masked: masked, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: shape}}, withY(inputs[nx], grad)...)
 			if err != nil {
 				return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
 			}
 			grads[i] = dx
 		}
 	}
-	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, parts: &convScratch{size: g.cout * g.kdim()},
-		out: convOutput{shape: g.wShape()}}, append(inputs[:nx:nx], grad)...)
+	dw, err := G.ApplyOp(&convGradWOp{convGeom: g, convGradBase: convGradBase{"conv2d grad w"}, masked: masked, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, parts: &convScratch{size: g.cout * g.kdim()},
+		out: convOutput{shape: g.wShape()}}, withY(append(inputs[:nx:nx], grad)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("ops: conv2d: gradient wrt w: %w", err)
 	}
 	grads = append(grads, dw)
 	if op.bias {
-		db, err := G.ApplyOp(&convGradBOp{convGeom: g, convGradBase: convGradBase{"conv2d grad b"}, out: convOutput{shape: tensor.Shape{g.cout}}}, grad)
+		db, err := G.ApplyOp(&convGradBOp{convGeom: g, convGradBase: convGradBase{"conv2d grad b"}, masked: masked, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: tensor.Shape{g.cout}}}, withY(grad)...)
 		if err != nil {
 			return nil, fmt.Errorf("ops: conv2d: gradient wrt b: %w", err)
 		}
@@ -664,6 +680,36 @@ func (b convGradBase) inputs2(inputs []G.Value, what string, aShape, dyShape ten
 	return a, dy, nil
 }
 
+// convMask returns the layer's output, the last of inputs, when the gradient op applies
+// the fused ReLU's mask (masked), else nil.
+func (g *convGeom) convMask(name string, masked bool, inputs []G.Value) ([]float32, error) {
+	if !masked {
+		return nil, nil
+	}
+	return convInput(name, "output", inputs[len(inputs)-1], g.outShape())
+}
+
+// maskedString is the suffix of a gradient op's String when it applies the ReLU mask.
+func maskedString(masked bool) string {
+	if masked {
+		return " masked"
+	}
+	return ""
+}
+
+// convTypes returns the type of an op taking k 4-D tensors (then t1 when not nil) and
+// returning ret.
+func convTypes(k int, t1, ret hm.Type) hm.Type {
+	ts := make([]hm.Type, 0, k+2)
+	for range k {
+		ts = append(ts, anyTensor(4))
+	}
+	if t1 != nil {
+		ts = append(ts, t1)
+	}
+	return hm.NewFnType(append(ts, ret)...)
+}
+
 // ---------------------------------------------------------------------------------
 // Gradient with respect to x: per image, dcol = Wᵀ·dY then col2im.
 
@@ -671,12 +717,13 @@ type convGradXOp struct {
 	opHooks
 	convGeom
 	convGradBase
-	part int // the input part whose gradient this is (0 without parts)
-	cols *convScratch
-	wino *wgConv
-	ws   *Workspace
-	dys  *dyShare
-	out  convOutput
+	part   int  // the input part whose gradient this is (0 without parts)
+	masked bool // applies the fused ReLU's mask: takes the layer's output as a third input
+	cols   *convScratch
+	wino   *wgConv
+	ws     *Workspace
+	dys    *dyShare
+	out    convOutput
 }
 
 var (
@@ -684,10 +731,13 @@ var (
 	_ G.SDOp = (*convGradXOp)(nil)
 )
 
-func (op *convGradXOp) Arity() int { return 2 }
-func (op *convGradXOp) Type() hm.Type {
-	return hm.NewFnType(anyTensor(4), anyTensor(4), anyTensor(4))
+func (op *convGradXOp) Arity() int {
+	if op.masked {
+		return 3
+	}
+	return 2
 }
+func (op *convGradXOp) Type() hm.Type { return convTypes(op.Arity(), nil, anyTensor(4)) }
 func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	s, _ := op.partShape(op.part)
 	return s, nil
@@ -696,19 +746,26 @@ func (op *convGradXOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
 func (op *convGradXOp) Hashcode() uint32      { return hashOp(op) }
 func (op *convGradXOp) String() string {
 	if len(op.parts) > 0 {
-		return fmt.Sprintf("Conv2DGradX{%s part %d}", op.convGeom.String(), op.part)
+		return fmt.Sprintf("Conv2DGradX{%s part %d%s}", op.convGeom.String(), op.part, maskedString(op.masked))
 	}
-	return "Conv2DGradX{" + op.convGeom.String() + "}"
+	return "Conv2DGradX{" + op.convGeom.String() + maskedString(op.masked) + "}"
 }
 
 func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
-	w, dy, err := op.inputs2(inputs, "w", op.wShape(), op.outShape())
+	if len(inputs) != op.Arity() {
+		return nil, fmt.Errorf("ops: %s: got %d inputs, want %d", op.name, len(inputs), op.Arity())
+	}
+	w, dy, err := op.inputs2(inputs[:2], "w", op.wShape(), op.outShape())
+	if err != nil {
+		return nil, err
+	}
+	mask, err := op.convMask(op.name, op.masked, inputs)
 	if err != nil {
 		return nil, err
 	}
 	t, dx := op.out.get(&op.opHooks)
-	op.backward(w, dy, dx)
+	op.backward(w, dy, mask, dx)
 	return t, nil
 }
 
@@ -716,13 +773,14 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 // dcol belonging to channels [c0, c1) are Wᵀ's rows for those channels times dY, and
 // col2im writes only those channels of dx, so items never touch the same memory.
 // Channels are split only when there are fewer images than goroutines.
-func (op *convGradXOp) backward(w, dy, dx []float32) {
+// mask (Winograd only) is the layer's output when the fused ReLU's mask is applied here.
+func (op *convGradXOp) backward(w, dy, mask, dx []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
 		shape, off := g.partShape(op.part)
 		c := op.wino.dataGradPart(shape[1], len(g.parts) > 0 && g.parts[op.part].up)
 		u := op.wino.dataGradWeights(op.ws, w, off, shape[1])
-		dya := op.dys.acquire(op.ws, op.wino, dy, op)
+		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
 		defer op.dys.release(op.ws)
 		c.forwardFrom(op.ws, wgSrc{{data: dy, c: g.cout}}, dya, u, nil, float32(math.Inf(-1)), dx)
 		op.ws.put(u)
@@ -767,13 +825,14 @@ type convGradWOp struct {
 	opHooks
 	convGeom
 	convGradBase
-	cols  *convScratch
-	wino  *wgConv
-	ws    *Workspace
-	dys   *dyShare
-	parts *convScratch // partial sums of dW
-	sums  [][]float32  // dw, then the partial sums, while backward runs
-	out   convOutput
+	masked bool // applies the fused ReLU's mask: takes the layer's output as a last input
+	cols   *convScratch
+	wino   *wgConv
+	ws     *Workspace
+	dys    *dyShare
+	parts  *convScratch // partial sums of dW
+	sums   [][]float32  // dw, then the partial sums, while backward runs
+	out    convOutput
 }
 
 var (
@@ -781,18 +840,19 @@ var (
 	_ G.SDOp = (*convGradWOp)(nil)
 )
 
-func (op *convGradWOp) Arity() int { return op.nx() + 1 }
-func (op *convGradWOp) Type() hm.Type {
-	ts := make([]hm.Type, op.nx()+2)
-	for i := range ts {
-		ts[i] = anyTensor(4)
+func (op *convGradWOp) Arity() int {
+	if op.masked {
+		return op.nx() + 2
 	}
-	return hm.NewFnType(ts...)
+	return op.nx() + 1
 }
+func (op *convGradWOp) Type() hm.Type                                  { return convTypes(op.Arity(), nil, anyTensor(4)) }
 func (op *convGradWOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.wShape(), nil }
 func (op *convGradWOp) WriteHash(h hash.Hash)                          { convWriteHash(h, op) }
 func (op *convGradWOp) Hashcode() uint32                               { return hashOp(op) }
-func (op *convGradWOp) String() string                                 { return "Conv2DGradW{" + op.convGeom.String() + "}" }
+func (op *convGradWOp) String() string {
+	return "Conv2DGradW{" + op.convGeom.String() + maskedString(op.masked) + "}"
+}
 
 func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
@@ -807,8 +867,12 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
+	mask, err := op.convMask(op.name, op.masked, inputs)
+	if err != nil {
+		return nil, err
+	}
 	t, dw := op.out.get(&op.opHooks)
-	op.backward(x, dy, dw)
+	op.backward(x, dy, mask, dw)
 	return t, nil
 }
 
@@ -820,10 +884,10 @@ const convGradMaxParts = 4
 // first overwriting), into dw for the first part and into a partial sum for the others,
 // and the partial sums are then added to dw in part order. The thread count decides
 // only which goroutine runs a part, so dW has the same bits on any number of threads.
-func (op *convGradWOp) backward(src wgSrc, dy, dw []float32) {
+func (op *convGradWOp) backward(src wgSrc, dy, mask, dw []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
-		dya := op.dys.acquire(op.ws, op.wino, dy, op)
+		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
 		defer op.dys.release(op.ws)
 		op.wino.filterGradFrom(op.ws, src, dy, dya, dw)
 		return
@@ -886,7 +950,12 @@ type convGradBOp struct {
 	opHooks
 	convGeom
 	convGradBase
-	out convOutput
+	masked bool // sums the masked channels-last dY of dys (takes the layer's output too)
+	wino   *wgConv
+	ws     *Workspace
+	dys    *dyShare
+	sums   [][16]float64 // sumPixels' scratch
+	out    convOutput
 }
 
 var (
@@ -894,27 +963,42 @@ var (
 	_ G.SDOp = (*convGradBOp)(nil)
 )
 
-func (op *convGradBOp) Arity() int { return 1 }
-func (op *convGradBOp) Type() hm.Type {
-	return hm.NewFnType(anyTensor(4), anyTensor(1))
+func (op *convGradBOp) Arity() int {
+	if op.masked {
+		return 2
+	}
+	return 1
 }
+func (op *convGradBOp) Type() hm.Type { return convTypes(op.Arity(), nil, anyTensor(1)) }
 func (op *convGradBOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.cout}, nil
 }
 func (op *convGradBOp) WriteHash(h hash.Hash) { convWriteHash(h, op) }
 func (op *convGradBOp) Hashcode() uint32      { return hashOp(op) }
-func (op *convGradBOp) String() string        { return "Conv2DGradB{" + op.convGeom.String() + "}" }
+func (op *convGradBOp) String() string {
+	return "Conv2DGradB{" + op.convGeom.String() + maskedString(op.masked) + "}"
+}
 
 func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 	defer op.finish(KindConv, op.start(), inputs)
-	if len(inputs) != 1 {
-		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want 1", len(inputs))
+	if len(inputs) != op.Arity() {
+		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want %d", len(inputs), op.Arity())
 	}
 	dy, err := convInput("conv2d grad b", "output gradient", inputs[0], op.outShape())
 	if err != nil {
 		return nil, err
 	}
+	mask, err := op.convMask("conv2d grad b", op.masked, inputs)
+	if err != nil {
+		return nil, err
+	}
 	t, db := op.out.get(&op.opHooks)
+	if op.masked {
+		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
+		op.sums = dya.sumPixels(db, op.n, op.cout, op.sums)
+		op.dys.release(op.ws)
+		return t, nil
+	}
 	hw := op.hw()
 	ys := op.cout * hw
 	parallelFor(op.cout, func(lo, hi int) {

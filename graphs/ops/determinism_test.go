@@ -92,12 +92,17 @@ func convOutputsBits(t *testing.T, c convCase, k gemm.Kernel) [][]uint32 {
 	if c.relu { // the gradient ops see the fused ReLU's masked gradient
 		dyIn = reluMasked(dyv, yv)
 	}
-	args := [][]G.Value{{vals[1], dyIn}, {vals[0], dyIn}, {dyIn}}
 	for i, gn := range grads {
 		if gn == nil {
 			continue
 		}
-		v, err := gn.Op().Do(args[i]...)
+		args := [][]G.Value{{vals[1]}, {vals[0]}, {}}[i]
+		if gn.Op().Arity() == len(args)+2 { // it masks dy by the output itself
+			args = append(args, dyv, yv)
+		} else {
+			args = append(args, dyIn)
+		}
+		v, err := gn.Op().Do(args...)
 		if err != nil {
 			t.Fatal(fmt.Errorf("gradient %d: %w", i, err))
 		}

@@ -166,3 +166,37 @@ func sumDyDev64Go(dy, x []float32, m float64) (sdy, sdyx float64) {
 	}
 	return a0 + a1, b0 + b1
 }
+
+// colSum64 adds to acc[j] (j < 16) the sum in float64 of src[p*stride + j] over the
+// pixels p < npix: the even pixels and the odd ones in two sums, then acc + (even + odd).
+func colSum64(acc *[16]float64, src []float32, npix, stride int) {
+	if npix <= 0 {
+		return
+	}
+	_ = src[(npix-1)*stride+15]
+	if haveZ {
+		colSum64Z(&acc[0], &src[0], npix, stride)
+		return
+	}
+	colSum64Go(acc, src, npix, stride)
+}
+
+func colSum64Go(acc *[16]float64, src []float32, npix, stride int) {
+	var e, o [16]float64
+	p := 0
+	for ; p+2 <= npix; p += 2 {
+		a, b := src[p*stride:p*stride+16], src[(p+1)*stride:(p+1)*stride+16]
+		for j := range e {
+			e[j] += float64(a[j])
+			o[j] += float64(b[j])
+		}
+	}
+	if p < npix {
+		for j, v := range src[p*stride : p*stride+16] {
+			e[j] += float64(v)
+		}
+	}
+	for j := range acc {
+		acc[j] += e[j] + o[j]
+	}
+}

@@ -194,3 +194,47 @@ mask_loop:
 mask_done:
 	VZEROUPPER
 	RET
+
+// func colSum64Z(acc *float64, src *float32, npix, stride int)
+// acc[0:16] += Σ over pixels p < npix of float64(src[p*stride : p*stride+16]): even
+// pixels into Z0/Z1, odd ones into Z2/Z3, then acc + (even + odd) (colSum64Go's order).
+TEXT ·colSum64Z(SB), NOSPLIT, $0-32
+	MOVQ acc+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ npix+16(FP), CX
+	MOVQ stride+24(FP), DX
+	SHLQ $2, DX
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+col_pair:
+	CMPQ CX, $2
+	JLT col_tail
+	VCVTPS2PD (SI), Z4
+	VCVTPS2PD 32(SI), Z5
+	VADDPD Z4, Z0, Z0
+	VADDPD Z5, Z1, Z1
+	VCVTPS2PD (SI)(DX*1), Z6
+	VCVTPS2PD 32(SI)(DX*1), Z7
+	VADDPD Z6, Z2, Z2
+	VADDPD Z7, Z3, Z3
+	LEAQ (SI)(DX*2), SI
+	SUBQ $2, CX
+	JMP col_pair
+col_tail:
+	CMPQ CX, $0
+	JEQ col_done
+	VCVTPS2PD (SI), Z4
+	VCVTPS2PD 32(SI), Z5
+	VADDPD Z4, Z0, Z0
+	VADDPD Z5, Z1, Z1
+col_done:
+	VADDPD Z2, Z0, Z0
+	VADDPD Z3, Z1, Z1
+	VADDPD (DI), Z0, Z0
+	VADDPD 64(DI), Z1, Z1
+	VMOVUPD Z0, (DI)
+	VMOVUPD Z1, 64(DI)
+	VZEROUPPER
+	RET

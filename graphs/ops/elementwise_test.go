@@ -167,3 +167,30 @@ func TestBatchNormReLU2D(t *testing.T) {
 		}
 	}
 }
+
+// TestColSum64 checks colSum64 (AVX-512 where the CPU has it) against the portable
+// version to the bit and against float64 sums computed here.
+func TestColSum64(t *testing.T) {
+	for _, tc := range []struct{ npix, stride int }{{1, 16}, {2, 16}, {7, 32}, {64, 48}, {1001, 16}} {
+		src := randTensor(uint64(tc.npix), tc.npix*tc.stride).Data().([]float32)
+		var got, ref [16]float64
+		got[3], ref[3] = 1.5, 1.5 // it adds to what acc holds
+		colSum64(&got, src, tc.npix, tc.stride)
+		colSum64Go(&ref, src, tc.npix, tc.stride)
+		for j := range got {
+			var want float64
+			if j == 3 {
+				want = 1.5
+			}
+			for p := 0; p < tc.npix; p++ {
+				want += float64(src[p*tc.stride+j])
+			}
+			if math.Float64bits(got[j]) != math.Float64bits(ref[j]) {
+				t.Errorf("npix %d stride %d: lane %d: %v, portable %v", tc.npix, tc.stride, j, got[j], ref[j])
+			}
+			if math.Abs(got[j]-want) > 1e-9*float64(tc.npix) {
+				t.Errorf("npix %d stride %d: lane %d: %v, want %v", tc.npix, tc.stride, j, got[j], want)
+			}
+		}
+	}
+}

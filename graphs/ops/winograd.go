@@ -361,10 +361,11 @@ const wgDirectCols = 32
 
 // gatherNHWC copies rows [y0, y0+nrows) and columns [x0, x0+ncols) of image n of t
 // (C planes of h×w) into channels [off, off+C) of dst, nrows × ncols × cp, zero outside
-// the image and in the channels [off+C, cp). stage is scratch of at least C·nrows·ncols floats: each channel's rows
+// the image and in the channels [off+C, cp). With mask (shaped as t) not nil it copies
+// t's values only where the mask lets a ReLU's gradient through, zeros elsewhere. stage is scratch of at least C·nrows·ncols floats: each channel's rows
 // are first copied out in one piece (a plane apart, C short rows would each be a separate
 // cache miss and alias in the L1 cache), then transposed row by row.
-func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
+func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int, stage, mask []float32) {
 	plane := h * w
 	base := n * C * plane
 	vx0, vx1 := max(x0, 0), min(x0+ncols, w) // valid source columns
@@ -382,10 +383,22 @@ func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int,
 	// lds apart: straight from the planes for long whole rows (C streams a plane apart,
 	// each a run of whole cache lines, which the prefetchers follow), else from stage.
 	src, s0, rowStep, lds := t, base+vy0*w, w, plane
-	if !full || w < wgDirectCols {
+	if mask != nil || !full || w < wgDirectCols {
 		for c := 0; c < C; c++ {
-			sc := t[base+c*plane+vy0*w+vx0:]
+			at := base + c*plane + vy0*w + vx0
+			sc := t[at:]
 			st := stage[c*ny*nv : (c+1)*ny*nv]
+			if mask != nil {
+				mk := mask[at:]
+				if full {
+					reluMask(st, sc[:ny*w], mk[:ny*w])
+					continue
+				}
+				for r := 0; r < ny; r++ {
+					reluMask(st[r*nv:(r+1)*nv], sc[r*w:r*w+nv], mk[r*w:r*w+nv])
+				}
+				continue
+			}
 			if full {
 				copy(st, sc[:ny*w])
 				continue
@@ -461,7 +474,7 @@ func (s wgSrc) gather(dst []float32, h, w, cp, n, y0, nrows, x0, ncols int, stag
 		if p.up {
 			gatherUp2(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols)
 		} else {
-			gatherNHWC(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols, stage)
+			gatherNHWC(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols, stage, nil)
 		}
 		off += p.c
 	}
@@ -537,8 +550,9 @@ type nhwc struct {
 func (a *nhwc) at(n, r, q int) int { return ((n*a.rows+r+a.top)*a.cols + q + a.left) * a.cp }
 
 // gatherAll copies t (N × C planes of h×w) into a, rows [-top, rows-top) and columns
-// [-left, cols-left), zeros outside.
-func gatherAll(ws *Workspace, a *nhwc, t []float32, n, C, h, w int) {
+// [-left, cols-left), zeros outside; with mask not nil, only where it lets a ReLU's
+// gradient through (see gatherNHWC).
+func gatherAll(ws *Workspace, a *nhwc, t, mask []float32, n, C, h, w int) {
 	rowF := a.cols * a.cp
 	step := max(1, (16<<10)/max(C*a.cols, 1))
 	parallelFor(n*a.rows, func(lo, hi int) {
@@ -547,10 +561,47 @@ func gatherAll(ws *Workspace, a *nhwc, t []float32, n, C, h, w int) {
 		for k := lo; k < hi; {
 			img, r := k/a.rows, k%a.rows
 			nr := min(step, hi-k, a.rows-r)
-			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, 0, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage)
+			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, 0, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage, mask)
 			k += nr
 		}
 	})
+}
+
+// wgSumParts is the most parts sumPixels cuts the pixels into, wgSumMinPixels the fewest
+// pixels of a part.
+const (
+	wgSumParts     = 8
+	wgSumMinPixels = 2048
+)
+
+// sumPixels sets db[c] for c < C to the sum of channel c over every pixel of a (its
+// zero padding included), in float64: the pixels are cut into parts fixed by the sizes,
+// each summed in order and the parts added in order, so that the bits do not depend on
+// the number of threads. sums is scratch, grown as needed and returned.
+func (a *nhwc) sumPixels(db []float32, n, C int, sums [][16]float64) [][16]float64 {
+	npix := n * a.rows * a.cols
+	parts := parallel.Parts(npix, wgSumMinPixels, wgSumParts)
+	nb := a.cp / 16
+	if cap(sums) < parts*nb {
+		sums = make([][16]float64, parts*nb)
+	}
+	sums = sums[:parts*nb]
+	parallelFor(parts*nb, func(lo, hi int) {
+		for k := lo; k < hi; k++ {
+			part, b := k/nb, k%nb
+			p0, p1 := parallel.Range(npix, parts, part)
+			sums[k] = [16]float64{}
+			colSum64(&sums[k], a.data[p0*a.cp+16*b:], p1-p0, a.cp)
+		}
+	})
+	for c := 0; c < C; c++ {
+		var t float64
+		for part := 0; part < parts; part++ {
+			t += sums[part*nb+c/16][c%16]
+		}
+		db[c] = float32(t)
+	}
+	return sums
 }
 
 // gradLayout returns the channels-last layout of dY (without data) that both the data
@@ -838,7 +889,7 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nh
 		dband = ws.get(dbandSize)
 		c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
 			rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
-			gatherNHWC(rows, dy, c.cout, 0, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage)
+			gatherNHWC(rows, dy, c.cout, 0, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage, nil)
 		})
 	}
 	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
@@ -982,7 +1033,9 @@ type dyShare struct {
 	a     nhwc
 }
 
-func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nhwc {
+// acquire returns the channels-last dY, masked by mask (the layer's output, for its
+// fused ReLU) when not nil.
+func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy, mask []float32, user any) *nhwc {
 	if sh == nil {
 		return nil
 	}
@@ -997,7 +1050,7 @@ func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy []float32, user any) *nh
 	}
 	sh.a = c.gradLayout()
 	sh.a.data = ws.get(c.n * sh.a.rows * sh.a.cols * sh.a.cp)
-	gatherAll(ws, &sh.a, dy, c.n, c.cout, c.ho, c.wo)
+	gatherAll(ws, &sh.a, dy, mask, c.n, c.cout, c.ho, c.wo)
 	sh.key, sh.seen = addr(dy), append(sh.seen[:0], user)
 	return &sh.a
 }

@@ -116,3 +116,6 @@ func maskZ(dx, dy, y *float32, n int)
 func f32ptr(s []float32, i int) *float32 {
 	return (*float32)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s)), 4*i))
 }
+
+//go:noescape
+func colSum64Z(acc *float64, src *float32, npix, stride int)

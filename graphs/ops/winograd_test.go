@@ -330,7 +330,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		gx := &convGradXOp{convGeom: geom, cols: op.cols}
 		b.Run(tc.String()+"/im2col-dx", func(b *testing.B) {
 			for b.Loop() {
-				gx.backward(w, dy, dx)
+				gx.backward(w, dy, nil, dx)
 			}
 			report(b)
 		})
@@ -338,7 +338,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		b.Run(tc.String()+"/im2col-dw", func(b *testing.B) {
 			dw := make([]float32, len(w))
 			for b.Loop() {
-				gw.backward(wgSrc{{data: x, c: geom.cin}}, dy, dw)
+				gw.backward(wgSrc{{data: x, c: geom.cin}}, dy, nil, dw)
 			}
 			report(b)
 		})
