@@ -51,3 +51,35 @@ func TestWithGemm(t *testing.T) {
 		}
 	}
 }
+
+// TestUNetDecoderFused: in U-Net's training and evaluation graphs, each decoder level's
+// upsampling and concatenation are fused into its first convolution (ops.Conv2DConcat):
+// no Upsample2D or Concat op is left, and four convolutions read their parts.
+func TestUNetDecoderFused(t *testing.T) {
+	m, err := New(Config{Arch: "vgg19-unet", Mult: 0.25, InputH: 32, InputW: 32, Classes: 21, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []Mode{Train, Eval} {
+		gr, err := m.Build(2, 32, 32, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fused := 0
+		for _, node := range gr.G.AllNodes() {
+			if node.Op() == nil {
+				continue
+			}
+			s := node.Op().String()
+			if strings.HasPrefix(s, "Upsample2D") || strings.HasPrefix(s, "Concat") {
+				t.Errorf("mode %v: op %s left in the graph", mode, s)
+			}
+			if strings.HasPrefix(s, "Conv2D{") && strings.Contains(s, "parts[") {
+				fused++
+			}
+		}
+		if fused != 4 {
+			t.Errorf("mode %v: %d fused decoder convolutions, want 4", mode, fused)
+		}
+	}
+}
