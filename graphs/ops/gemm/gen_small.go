@@ -10,11 +10,13 @@
 //	acc[r][j] = Σ_p A[r*lda+p] * B[p*ldb+j]
 //
 // broadcasting A's values (rows lda floats apart) and loading B's rows as vectors.
-// smallTN_<mr> computes an mr×16 tile of C = Aᵀ·B (+ beta·C):
+// smallTN_<mr> computes an mr×16 tile of C = Aᵀ·B (+ beta·C), smallTN2_<mr> an mr×32 one:
 //
 //	acc[i][j] = Σ_p A[p*lda+i] * B[p*ldb+j]
 //
-// an outer product per step p. In both, C = acc when beta is +0 (C not read), else
+// an outer product per step p. smallTN2 broadcasts each value of A once for two vectors
+// of B (mr+2 loads for 2·mr multiply-adds rather than 17 for 16), the sums in the same
+// order. In both, C = acc when beta is +0 (C not read), else
 // C = acc + beta·C.
 package main
 
@@ -27,9 +29,10 @@ import (
 )
 
 const (
-	nnMR = 8
-	nnNV = 2
-	tnMR = 16
+	nnMR  = 8
+	nnNV  = 2
+	tnMR  = 16
+	tn2MR = 12
 )
 
 func main() {
@@ -49,6 +52,11 @@ func main() {
 		genTN(&s, name, mr)
 		fmt.Fprintf(&g, "//go:noescape\nfunc %s(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)\n\n", name)
 	}
+	for mr := 1; mr <= tn2MR; mr++ {
+		name := fmt.Sprintf("smallTN2_%d", mr)
+		genTN2(&s, name, mr)
+		fmt.Fprintf(&g, "//go:noescape\nfunc %s(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)\n\n", name)
+	}
 	fmt.Fprintf(&g, "// smallNNKernels[mr][nv] computes an mr×(nv·16) tile of A·B.\nvar smallNNKernels = [][]smallKernel{\n\t0: nil,\n")
 	for mr := 1; mr <= nnMR; mr++ {
 		fmt.Fprintf(&g, "\t%d: {nil, ", mr)
@@ -61,7 +69,11 @@ func main() {
 	for mr := 1; mr <= tnMR; mr++ {
 		fmt.Fprintf(&g, "\t%d: smallTN_%d,\n", mr, mr)
 	}
-	fmt.Fprintf(&g, "}\n\nconst (\n\tsmallNNMR = %d\n\tsmallNNNV = %d\n\tsmallTNMR = %d\n)\n", nnMR, nnNV, tnMR)
+	fmt.Fprintf(&g, "}\n\n// smallTN2Kernels[mr] computes an mr×32 tile of Aᵀ·B.\nvar smallTN2Kernels = []smallKernel{\n\t0: nil,\n")
+	for mr := 1; mr <= tn2MR; mr++ {
+		fmt.Fprintf(&g, "\t%d: smallTN2_%d,\n", mr, mr)
+	}
+	fmt.Fprintf(&g, "}\n\nconst (\n\tsmallNNMR = %d\n\tsmallNNNV = %d\n\tsmallTNMR = %d\n\tsmallTN2MR = %d\n)\n", nnMR, nnNV, tnMR, tn2MR)
 	src, err := format.Source(g.Bytes())
 	if err != nil {
 		log.Fatal(err)
@@ -223,4 +235,28 @@ func genTN(w *bytes.Buffer, name string, mr int) {
 	}
 	fmt.Fprintf(w, "done:\n")
 	epilogue(p, w, mr, 1, acc, "Z18")
+}
+
+func genTN2(w *bytes.Buffer, name string, mr int) {
+	p := header(w, name)
+	acc := func(r, v int) string { return fmt.Sprintf("Z%d", 2*r+v) }
+	for r := 0; r < mr; r++ {
+		for v := 0; v < 2; v++ {
+			p("VPXORD %s, %s, %s", acc(r, v), acc(r, v), acc(r, v))
+		}
+	}
+	const bc = "Z26"
+	fmt.Fprintf(w, "loop:\n")
+	p("VMOVUPS (DI), Z24")
+	p("VMOVUPS 64(DI), Z25")
+	for r := 0; r < mr; r++ {
+		p("VBROADCASTSS %d(SI), %s", 4*r, bc)
+		p("VFMADD231PS Z24, %s, %s", bc, acc(r, 0))
+		p("VFMADD231PS Z25, %s, %s", bc, acc(r, 1))
+	}
+	p("ADDQ R8, SI")
+	p("ADDQ R11, DI")
+	p("DECQ CX")
+	p("JNZ loop")
+	epilogue(p, w, mr, 2, acc, bc)
 }

@@ -102,6 +102,42 @@ func smallTN_15(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k
 //go:noescape
 func smallTN_16(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
 
+//go:noescape
+func smallTN2_1(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_2(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_3(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_4(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_5(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_6(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_7(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_8(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_9(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_10(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_11(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
+//go:noescape
+func smallTN2_12(a *float32, lda int, b *float32, ldb int, c *float32, ldc int, k int, beta float32)
+
 // smallNNKernels[mr][nv] computes an mr×(nv·16) tile of A·B.
 var smallNNKernels = [][]smallKernel{
 	0: nil,
@@ -136,8 +172,26 @@ var smallTNKernels = []smallKernel{
 	16: smallTN_16,
 }
 
+// smallTN2Kernels[mr] computes an mr×32 tile of Aᵀ·B.
+var smallTN2Kernels = []smallKernel{
+	0:  nil,
+	1:  smallTN2_1,
+	2:  smallTN2_2,
+	3:  smallTN2_3,
+	4:  smallTN2_4,
+	5:  smallTN2_5,
+	6:  smallTN2_6,
+	7:  smallTN2_7,
+	8:  smallTN2_8,
+	9:  smallTN2_9,
+	10: smallTN2_10,
+	11: smallTN2_11,
+	12: smallTN2_12,
+}
+
 const (
-	smallNNMR = 8
-	smallNNNV = 2
-	smallTNMR = 16
+	smallNNMR  = 8
+	smallNNNV  = 2
+	smallTNMR  = 16
+	smallTN2MR = 12
 )
