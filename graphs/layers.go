@@ -194,7 +194,7 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 		var err error
 		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws, Gemm: n.gemm,
 			// The image needs no gradient: skip the first layer's backward convolution.
-			NoInputGrad: x.node == n.in && x.node != nil}
+			NoInputGrad: x.node == n.in}
 		switch {
 		case x.parts != nil && !fold:
 			y.node, err = ops.Conv2DConcat(x.parts, wn, bn, cfg)

@@ -301,12 +301,11 @@ func (g *convGeom) source(op string, inputs []G.Value) (wgSrc, error) {
 	src := make(wgSrc, g.nx())
 	for i := range src {
 		shape, _ := g.partShape(i)
-		name := "x"
-		if len(g.parts) > 0 {
-			name = fmt.Sprintf("x part %d", i)
-		}
-		d, err := convInput(op, name, inputs[i], shape)
+		d, err := convInput(op, "x", inputs[i], shape)
 		if err != nil {
+			if len(g.parts) > 0 {
+				return nil, fmt.Errorf("%w (input part %d)", err, i)
+			}
 			return nil, err
 		}
 		src[i] = wgPart{data: d, c: shape[1], up: len(g.parts) > 0 && g.parts[i].up}
@@ -475,15 +474,11 @@ func (op *convOp) Arity() int {
 }
 
 func (op *convOp) Type() hm.Type {
-	t4 := anyTensor(4)
-	ts := make([]hm.Type, 0, op.nx()+3)
-	for range op.nx() + 1 {
-		ts = append(ts, t4)
-	}
+	var b hm.Type
 	if op.bias {
-		ts = append(ts, anyTensor(1))
+		b = anyTensor(1)
 	}
-	return hm.NewFnType(append(ts, t4)...)
+	return convTypes(op.nx()+1, b, anyTensor(4))
 }
 
 func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }

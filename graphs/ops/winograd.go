@@ -360,32 +360,70 @@ func (c *wgConv) segments(r0, r1, extra, rowFloats int, out []segment) ([]segmen
 const wgDirectCols = 32
 
 // gatherNHWC copies rows [y0, y0+nrows) and columns [x0, x0+ncols) of image n of t
-// (C planes of h×w) into channels [off, off+C) of dst, nrows × ncols × cp, zero outside
-// the image and in the channels [off+C, cp). With mask (shaped as t) not nil it copies
-// t's values only where the mask lets a ReLU's gradient through, zeros elsewhere. stage is scratch of at least C·nrows·ncols floats: each channel's rows
-// are first copied out in one piece (a plane apart, C short rows would each be a separate
-// cache miss and alias in the L1 cache), then transposed row by row.
-func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int, stage, mask []float32) {
+// (C planes of h×w) into dst as nrows × ncols × cp, zero outside the image and in the
+// channels [C, cp). With mask (shaped as t) not nil it copies t's values only where the
+// mask lets a ReLU's gradient through, zeros elsewhere. stage is scratch of at least
+// C·nrows·ncols floats (see gatherWin.planes).
+func gatherNHWC(dst, t []float32, C, h, w, cp, n, y0, nrows, x0, ncols int, stage, mask []float32) {
+	if g, ok := newGatherWin(dst, C, h, w, cp, y0, nrows, x0, ncols); ok {
+		g.planes(dst, t, C, 0, h, w, n, stage, mask)
+	}
+}
+
+// gatherWin is where a gather's destination meets the image: dst holds rows
+// [y0, y0+nrows) and columns [x0, x0+ncols) of an h×w image, cp floats a pixel, and the
+// image covers its rows [vy0, vy1) and columns [vx0, vx1).
+type gatherWin struct {
+	y0, x0, cp, rowF   int
+	vy0, vy1, vx0, vx1 int
+}
+
+// newGatherWin clears dst outside the image, and inside it the channels [C, cp) of
+// every pixel, and returns the window; ok is false when the image is not in it at all.
+func newGatherWin(dst []float32, C, h, w, cp, y0, nrows, x0, ncols int) (g gatherWin, ok bool) {
+	g = gatherWin{y0: y0, x0: x0, cp: cp, rowF: ncols * cp,
+		vy0: max(y0, 0), vy1: min(y0+nrows, h), vx0: max(x0, 0), vx1: min(x0+ncols, w)}
+	if g.vx1 <= g.vx0 || g.vy1 <= g.vy0 {
+		clear(dst[:nrows*g.rowF])
+		return g, false
+	}
+	clear(dst[:(g.vy0-y0)*g.rowF])
+	clear(dst[(g.vy1-y0)*g.rowF : nrows*g.rowF])
+	for r := g.vy0; r < g.vy1; r++ {
+		d := g.row(dst, r)
+		clear(d[:(g.vx0-x0)*cp])
+		clear(d[(g.vx1-x0)*cp:])
+		if C < cp {
+			for p := g.vx0 - x0; p < g.vx1-x0; p++ {
+				clear(d[p*cp+C : (p+1)*cp])
+			}
+		}
+	}
+	return g, true
+}
+
+// row returns image row r of dst.
+func (g *gatherWin) row(dst []float32, r int) []float32 {
+	return dst[(r-g.y0)*g.rowF : (r-g.y0+1)*g.rowF]
+}
+
+// planes transposes the window of image n of t (C planes of h×w) into channels
+// [off, off+C) of dst (masked as gatherNHWC says when mask is not nil). stage is
+// scratch of at least C·rows·columns of the window: each channel's rows are first
+// copied out in one piece (a plane apart, C short rows would each be a separate cache
+// miss and alias in the L1 cache), then transposed row by row.
+func (g *gatherWin) planes(dst, t []float32, C, off, h, w, n int, stage, mask []float32) {
 	plane := h * w
 	base := n * C * plane
-	vx0, vx1 := max(x0, 0), min(x0+ncols, w) // valid source columns
-	vy0, vy1 := max(y0, 0), min(y0+nrows, h) // valid source rows
-	nv, ny := vx1-vx0, vy1-vy0
-	rowF := ncols * cp
-	if nv <= 0 || ny <= 0 {
-		clear(dst[:nrows*rowF])
-		return
-	}
-	clear(dst[:(vy0-y0)*rowF])
-	clear(dst[(vy1-y0)*rowF : nrows*rowF])
+	nv, ny := g.vx1-g.vx0, g.vy1-g.vy0
 	full := nv == w // whole rows: each channel's rows are one contiguous piece
 	// The transpose reads row r of every channel from src at s0 + r*rowStep, channels
 	// lds apart: straight from the planes for long whole rows (C streams a plane apart,
 	// each a run of whole cache lines, which the prefetchers follow), else from stage.
-	src, s0, rowStep, lds := t, base+vy0*w, w, plane
+	src, s0, rowStep, lds := t, base+g.vy0*w, w, plane
 	if mask != nil || !full || w < wgDirectCols {
 		for c := 0; c < C; c++ {
-			at := base + c*plane + vy0*w + vx0
+			at := base + c*plane + g.vy0*w + g.vx0
 			sc := t[at:]
 			st := stage[c*ny*nv : (c+1)*ny*nv]
 			if mask != nil {
@@ -410,49 +448,26 @@ func gatherNHWC(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int,
 		src, s0, rowStep, lds = stage, 0, nv, ny*nv
 	}
 	for r := 0; r < ny; r++ {
-		d := dst[(vy0-y0+r)*rowF : (vy0-y0+r+1)*rowF]
-		clear(d[:(vx0-x0)*cp])
-		clear(d[(vx1-x0)*cp:])
-		transpose(d, (vx0-x0)*cp+off, cp, src, s0+r*rowStep, lds, C, nv)
-		if off+C < cp {
-			for p := vx0 - x0; p < vx1-x0; p++ {
-				clear(d[p*cp+off+C : (p+1)*cp])
-			}
-		}
+		d := g.row(dst, g.vy0+r)
+		transpose(d, (g.vx0-g.x0)*g.cp+off, g.cp, src, s0+r*rowStep, lds, C, nv)
 	}
 }
 
-// gatherUp2 is gatherNHWC from t upsampled x2 (nearest): t holds C planes of
-// (h/2)×(w/2), and pixel (r, q) of the h×w image is t's (r/2, q/2). Each source row is
-// transposed twice, into the even and into the odd columns.
-func gatherUp2(dst, t []float32, C, off, h, w, cp, n, y0, nrows, x0, ncols int) {
+// up2 is planes from t upsampled x2 (nearest): t holds C planes of (h/2)×(w/2), and
+// pixel (r, q) of the h×w image is t's (r/2, q/2). Each source row is transposed twice,
+// into the even and into the odd columns.
+func (g *gatherWin) up2(dst, t []float32, C, off, h, w, n int) {
 	w2 := w / 2
 	plane := (h / 2) * w2
 	base := n * C * plane
-	vx0, vx1 := max(x0, 0), min(x0+ncols, w)
-	vy0, vy1 := max(y0, 0), min(y0+nrows, h)
-	rowF := ncols * cp
-	if vx1 <= vx0 || vy1 <= vy0 {
-		clear(dst[:nrows*rowF])
-		return
-	}
-	clear(dst[:(vy0-y0)*rowF])
-	clear(dst[(vy1-y0)*rowF : nrows*rowF])
 	// Columns q = 2k (k in [e0, e1)) and q = 2k+1 (k in [o0, o1)) of [vx0, vx1).
-	e0, e1 := (vx0+1)/2, (vx1+1)/2
-	o0, o1 := vx0/2, vx1/2
-	for r := vy0; r < vy1; r++ {
-		d := dst[(r-y0)*rowF : (r-y0+1)*rowF]
-		clear(d[:(vx0-x0)*cp])
-		clear(d[(vx1-x0)*cp:])
+	e0, e1 := (g.vx0+1)/2, (g.vx1+1)/2
+	o0, o1 := g.vx0/2, g.vx1/2
+	for r := g.vy0; r < g.vy1; r++ {
+		d := g.row(dst, r)
 		row := base + (r/2)*w2
-		transpose(d, (2*e0-x0)*cp+off, 2*cp, t, row+e0, plane, C, e1-e0)
-		transpose(d, (2*o0+1-x0)*cp+off, 2*cp, t, row+o0, plane, C, o1-o0)
-		if off+C < cp {
-			for p := vx0 - x0; p < vx1-x0; p++ {
-				clear(d[p*cp+off+C : (p+1)*cp])
-			}
-		}
+		transpose(d, (2*e0-g.x0)*g.cp+off, 2*g.cp, t, row+e0, plane, C, e1-e0)
+		transpose(d, (2*o0+1-g.x0)*g.cp+off, 2*g.cp, t, row+o0, plane, C, o1-o0)
 	}
 }
 
@@ -469,12 +484,20 @@ type wgPart struct {
 
 // gather is gatherNHWC over the parts of s, each into its channels of dst (h×w images).
 func (s wgSrc) gather(dst []float32, h, w, cp, n, y0, nrows, x0, ncols int, stage []float32) {
+	C := 0
+	for _, p := range s {
+		C += p.c
+	}
+	g, ok := newGatherWin(dst, C, h, w, cp, y0, nrows, x0, ncols)
+	if !ok {
+		return
+	}
 	off := 0
 	for _, p := range s {
 		if p.up {
-			gatherUp2(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols)
+			g.up2(dst, p.data, p.c, off, h, w, n)
 		} else {
-			gatherNHWC(dst, p.data, p.c, off, h, w, cp, n, y0, nrows, x0, ncols, stage, nil)
+			g.planes(dst, p.data, p.c, off, h, w, n, stage, nil)
 		}
 		off += p.c
 	}
@@ -561,7 +584,7 @@ func gatherAll(ws *Workspace, a *nhwc, t, mask []float32, n, C, h, w int) {
 		for k := lo; k < hi; {
 			img, r := k/a.rows, k%a.rows
 			nr := min(step, hi-k, a.rows-r)
-			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, 0, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage, mask)
+			gatherNHWC(a.data[k*rowF:(k+nr)*rowF], t, C, h, w, a.cp, img, r-a.top, nr, -a.left, a.cols, stage, mask)
 			k += nr
 		}
 	})
@@ -889,7 +912,7 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nh
 		dband = ws.get(dbandSize)
 		c.bandRows(ws, par, c.cout*wy, dsegs, 0, func(s *segment, i0, i1 int, stage []float32) {
 			rows := dband[s.off+i0*wy*c.cop : s.off+i1*wy*c.cop]
-			gatherNHWC(rows, dy, c.cout, 0, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage, nil)
+			gatherNHWC(rows, dy, c.cout, c.ho, c.wo, c.cop, s.n, 4*s.th0+i0, i1-i0, 0, wy, stage, nil)
 		})
 	}
 	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
