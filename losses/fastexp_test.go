@@ -2,6 +2,7 @@ package losses
 
 import (
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -92,6 +93,55 @@ func TestSoftmaxKernels(t *testing.T) {
 		for i := range gg {
 			if !close64(float64(vg[i]), float64(gg[i]), 1e-7, 1e-5) {
 				t.Fatalf("%+v: gradient[%d] %v with the vector kernels, %v without", tc, i, vg[i], gg[i])
+			}
+		}
+	}
+}
+
+// TestCEGradRow requires the vector cross-entropy gradient kernel to give the portable
+// loop's bits: labels equal to the class, to the ignore index and to neither, negative
+// and zero scales, extreme probabilities.
+func TestCEGradRow(t *testing.T) {
+	if !haveZ {
+		t.Skip("no vector kernels on this CPU")
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	for _, tc := range []struct {
+		n, cl, ignore int
+		scale         float64
+	}{
+		{8, 0, 255, 1}, {64, 3, 255, 1.0 / 3}, {200, 20, -1, -2.5e-3}, {16, 1, 1, 7}, {24, 2, 255, 0},
+	} {
+		o := make([]float32, tc.n)
+		inv := make([]float64, tc.n)
+		lab := make([]int, tc.n)
+		for j := range o {
+			o[j] = float32(r.Float64() * math.Pow(10, float64(r.IntN(40)-30)))
+			inv[j] = 1 / (1 + 20*r.Float64())
+			switch r.IntN(4) {
+			case 0:
+				lab[j] = tc.cl
+			case 1:
+				lab[j] = tc.ignore
+			default:
+				lab[j] = r.IntN(21)
+			}
+		}
+		want := make([]float32, tc.n)
+		for j, y := range lab {
+			d := float64(o[j]) * inv[j]
+			if y == tc.cl {
+				d--
+			}
+			if y == tc.ignore {
+				d = 0
+			}
+			want[j] = float32(tc.scale * d)
+		}
+		ceGradRowZ(&o[0], &inv[0], &lab[0], tc.n, tc.cl, tc.ignore, tc.scale)
+		for j := range o {
+			if math.Float32bits(o[j]) != math.Float32bits(want[j]) {
+				t.Fatalf("%+v: [%d] = %v (%#x), want %v (%#x)", tc, j, o[j], math.Float32bits(o[j]), want[j], math.Float32bits(want[j]))
 			}
 		}
 	}

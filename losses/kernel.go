@@ -417,10 +417,18 @@ func backwardChunk(cfg *config, st *state, k int, x []float32, labels []int, tbu
 	}
 	if !dice && eps == 0 && cfg.weights == nil && ch.ps == 1 {
 		// Plain cross-entropy on NCHW logits: g = scale·(p - [c=y]).
+		j0 := 0 // targets below j0 are done by the vector kernel
+		if haveZ && len(lab) >= 8 {
+			j0 = len(lab) &^ 7
+		}
 		for cl := range c {
 			off := ch.base + cl*hw
 			o := out[off : off+len(lab)]
-			for j, y := range lab {
+			if j0 > 0 {
+				ceGradRowZ(&o[0], &inv[0], &lab[0], j0, cl, cfg.ignore, ceScale)
+			}
+			for j := j0; j < len(lab); j++ {
+				y := lab[j]
 				d := float64(o[j]) * inv[j]
 				if y == cl {
 					d--

@@ -12,3 +12,6 @@ func maxRowsZ(m, x *float32, stride, c, n int)
 
 //go:noescape
 func expRowsZ(e, x *float32, stride, c, n int, m, s *float32)
+
+//go:noescape
+func ceGradRowZ(o *float32, inv *float64, lab *int, n, cl, ignore int, scale float64)

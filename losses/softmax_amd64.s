@@ -113,3 +113,41 @@ exp_cls:
 exp_done:
 	VZEROUPPER
 	RET
+
+DATA ceone<>+0(SB)/8, $(1.0)
+GLOBL ceone<>(SB), RODATA|NOPTR, $8
+
+// func ceGradRowZ(o *float32, inv *float64, lab *int, n, cl, ignore int, scale float64)
+// The plain cross-entropy gradient of class cl's row, in place: for j < n (a multiple of
+// 8), d = float64(o[j])·inv[j], minus 1 where lab[j] = cl, +0 where lab[j] = ignore, and
+// o[j] = float32(scale·d), each step rounded as the portable loop rounds it.
+TEXT ·ceGradRowZ(SB), NOSPLIT, $0-56
+	MOVQ o+0(FP), DI
+	MOVQ inv+8(FP), SI
+	MOVQ lab+16(FP), DX
+	MOVQ n+24(FP), CX
+	VPBROADCASTQ cl+32(FP), Z4
+	VPBROADCASTQ ignore+40(FP), Z5
+	VBROADCASTSD scale+48(FP), Z6
+	VBROADCASTSD ceone<>+0(SB), Z7
+	SHRQ $3, CX
+	JZ ce_done
+ce_loop:
+	VCVTPS2PD (DI), Z0
+	VMULPD (SI), Z0, Z0
+	VMOVDQU64 (DX), Z1
+	VPCMPEQQ Z4, Z1, K1
+	VSUBPD Z7, Z0, K1, Z0       // d - 1 where the label is cl
+	VPCMPQ $4, Z5, Z1, K2       // lanes whose label is not the ignore index
+	VMOVAPD.Z Z0, K2, Z0        // +0 elsewhere
+	VMULPD Z6, Z0, Z0
+	VCVTPD2PS Z0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ $32, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ ce_loop
+ce_done:
+	VZEROUPPER
+	RET
