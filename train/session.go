@@ -99,7 +99,7 @@ func (s *Session) compile(prof *ops.Profile) {
 		prof.Attach(s.Graph.G)
 	}
 	s.Plan = ops.PlanMemory(s.Graph.G)
-	s.vm = G.NewTapeMachine(s.Graph.G)
+	s.vm = G.NewTapeMachine(s.Graph.G, G.WithEngine(ops.Engine{}))
 }
 
 // Input is the input batch (batch, 3, h, w) to fill before Run.

@@ -238,3 +238,25 @@ col_done:
 	VMOVUPD Z1, 64(DI)
 	VZEROUPPER
 	RET
+
+// func addZ(dst, a, b *float32, n int)
+// dst = a + b for n a multiple of 16 (dst may be a or b).
+TEXT ·addZ(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), R8
+	MOVQ a+8(FP), DI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	SHRQ $4, CX
+	JZ add_done
+add_loop:
+	VMOVUPS (DI), Z0
+	VADDPS (DX), Z0, Z0
+	VMOVUPS Z0, (R8)
+	ADDQ $64, R8
+	ADDQ $64, DI
+	ADDQ $64, DX
+	DECQ CX
+	JNZ add_loop
+add_done:
+	VZEROUPPER
+	RET

@@ -111,6 +111,9 @@ func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)
 //go:noescape
 func maskZ(dx, dy, y *float32, n int)
 
+//go:noescape
+func addZ(dst, a, b *float32, n int)
+
 // f32ptr returns a pointer to s[i] without a bounds check on the far end (the caller
 // guarantees the assembly stays inside s).
 func f32ptr(s []float32, i int) *float32 {

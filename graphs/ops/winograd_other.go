@@ -14,4 +14,5 @@ func sumDyDevZ(dy, x, y *float32, n int, m float64) (float64, float64) { panic("
 func affineZ(y, x *float32, n int, a, b, floor float32)                { panic("unreachable") }
 func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)      { panic("unreachable") }
 func maskZ(dx, dy, y *float32, n int)                                  { panic("unreachable") }
+func addZ(dst, a, b *float32, n int)                                   { panic("unreachable") }
 func colSum64Z(acc *float64, src *float32, npix, stride int)           { panic("unreachable") }
