@@ -370,7 +370,7 @@ func (op *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 }
 
 // bnDiffOp computes dx and stashes dgamma, dbeta in its forward op.
-// Inputs: x, gamma, y (ordering only), dy.
+// Inputs: x, gamma, y (ordering only: the fused ReLU's mask is recomputed from x), dy.
 //
 //	dbeta  = Σ dy,  dgamma = Σ dy·x̂,  x̂ = (x-mean)·invstd (sums over N, H, W)
 //	training: dx = gamma·invstd·(dy - dbeta/n - x̂·dgamma/n)
@@ -419,12 +419,9 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	var mask []float32 // the fused ReLU's output: the gradient passes where it is positive
-	if f.relu {
-		if mask, err = f32Value(inputs[2], name, "y", f.shape); err != nil {
-			return nil, err
-		}
-	}
+	// The fused ReLU's mask is recomputed from x (reluOf), not read from y: one pass
+	// over memory fewer.
+	mask := f.relu
 	if f.mean == nil {
 		return nil, fmt.Errorf("ops: %s: the forward pass has not run", name)
 	}
@@ -486,10 +483,21 @@ func (op *bnDiffOp) Do(inputs ...G.Value) (G.Value, error) {
 }
 
 // planeSums sets plane p's (channel ch) Σdy' and Σdy'·(x-mean), dy' masked by the fused
-// ReLU's output.
-func (op *bnDiffOp) planeSums(p, ch int, dy, x, mask []float32, hw int) {
+// ReLU when mask.
+func (op *bnDiffOp) planeSums(p, ch int, dy, x []float32, mask bool, hw int) {
 	f := op.fwd
-	f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw], planeOf(mask, p, hw), f.mean[ch])
+	xp := x[p*hw : (p+1)*hw]
+	f.planeA[p], f.planeB[p] = sumDyDev64(dy[p*hw:(p+1)*hw], xp, op.relu(xp, ch, mask), f.mean[ch])
+}
+
+// relu is the fused ReLU's mask over xp, a plane of channel ch of x, when mask: the
+// forward pass's affine map of that plane (same scale, shift and plane bounds), so the
+// same positions pass as where its output is not 0.
+func (op *bnDiffOp) relu(xp []float32, ch int, mask bool) reluOf {
+	if !mask {
+		return reluOf{}
+	}
+	return reluOf{x: xp, a: op.fwd.scale[ch], b: op.fwd.shift[ch]}
 }
 
 // channelSums returns channel ch's Σdy' and Σdy'·(x-mean) over its planes, in image
@@ -503,14 +511,6 @@ func (op *bnDiffOp) channelSums(ch int) (sdy, sdyx float64) {
 	}
 	f.dbeta[ch], f.dgamma[ch] = float32(sdy), float32(sdyx*f.invstd[ch])
 	return sdy, sdyx
-}
-
-// planeOf is plane p of s (planes of hw values), or nil when s is.
-func planeOf(s []float32, p, hw int) []float32 {
-	if s == nil {
-		return nil
-	}
-	return s[p*hw : (p+1)*hw]
 }
 
 // coefficients sets channel ch's k1, k2, k3 (dx = k1*dy' + k2*(x-mean) + k3) from Σdy
@@ -528,13 +528,14 @@ func (op *bnDiffOp) coefficients(ch int, sdy, sdyx, cnt float64, gamma float32) 
 }
 
 // backPlane computes dx for plane p (channel ch).
-func (op *bnDiffOp) backPlane(p, ch int, dx, dy, x, mask []float32, hw int) {
-	dxp, dyp, yp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw], planeOf(mask, p, hw)
+func (op *bnDiffOp) backPlane(p, ch int, dx, dy, x []float32, mask bool, hw int) {
+	dxp, dyp, xp := dx[p*hw:(p+1)*hw], dy[p*hw:(p+1)*hw], x[p*hw:(p+1)*hw]
+	r := op.relu(xp, ch, mask)
 	if !op.fwd.training {
-		bnBack(dxp, dyp, dyp, yp, op.k1[ch], 0, 0, 0) // dx = k1·dy'
+		bnBack(dxp, dyp, dyp, r, op.k1[ch], 0, 0, 0) // dx = k1·dy'
 		return
 	}
-	bnBack(dxp, dyp, x[p*hw:(p+1)*hw], yp, op.k1[ch], op.k2[ch], op.k3[ch], op.mean32[ch])
+	bnBack(dxp, dyp, xp, r, op.k1[ch], op.k2[ch], op.k3[ch], op.mean32[ch])
 }
 
 // bnParamGradOp returns the gamma (or beta) gradient that the bnDiffOp it reads (its

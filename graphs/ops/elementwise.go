@@ -26,32 +26,48 @@ func sumSqDev64(x []float32, m float64) float64 {
 	return s + sumSqDev64Go(x[n:], m)
 }
 
-// sumDyDev64 returns Σ dy' and Σ dy'·(x-m), where dy' is dy masked by y (dy where
-// y != 0 or y is NaN, else 0) when y is not nil.
-func sumDyDev64(dy, x, y []float32, m float64) (sdy, sdyx float64) {
+// reluOf is the mask of a ReLU fused after an affine map, recomputed from the map's
+// input: the gradient passes at i where x[i]*a + b, rounded as affine rounds it (one
+// rounding in affineZ's vectors, two in its scalar tail, the same positions of a slice),
+// is positive or NaN, which is where the output max(x*a + b, 0) is not 0. A nil x masks
+// nothing.
+type reluOf struct {
+	x    []float32
+	a, b float32
+}
+
+// sumDyDev64 returns Σ dy' and Σ dy'·(x-m), where dy' is dy masked by r.
+func sumDyDev64(dy, x []float32, r reluOf, m float64) (sdy, sdyx float64) {
 	x = x[:len(dy)]
 	n := 0
 	if haveZ && len(dy) >= 16 {
 		n = len(dy) &^ 15
-		var yp *float32
-		if y != nil {
-			y = y[:len(dy)]
-			yp = &y[0]
+		var mp *float32
+		if r.x != nil {
+			r.x = r.x[:len(dy)]
+			mp = &r.x[0]
 		}
-		sdy, sdyx = sumDyDevZ(&dy[0], &x[0], yp, n, m)
+		sdy, sdyx = sumDyDevZ(&dy[0], &x[0], mp, n, m, r.a, r.b)
 	}
-	if y == nil {
+	if r.x == nil {
 		a, b := sumDyDev64Go(dy[n:], x[n:], m)
 		return sdy + a, sdyx + b
 	}
 	for i := n; i < len(dy); i++ {
-		if passes(y[i]) {
+		if r.passes(i) {
 			g := float64(dy[i])
 			sdy += g
 			sdyx += g * (float64(x[i]) - m)
 		}
 	}
 	return sdy, sdyx
+}
+
+// passes reports whether r lets the gradient through at i, a position of affine's
+// scalar tail (r.x not nil).
+func (r reluOf) passes(i int) bool {
+	v := r.x[i]*r.a + r.b
+	return !(v <= 0)
 }
 
 // passes reports whether a ReLU output lets the gradient through: positive or NaN.
@@ -74,22 +90,22 @@ func affine(y, x []float32, a, b, floor float32) {
 	}
 }
 
-// bnBack sets dx = k1*dy' + k2*(x-m) + k3, dy' as in sumDyDev64.
-func bnBack(dx, dy, x, y []float32, k1, k2, k3, m float32) {
+// bnBack sets dx = k1*dy' + k2*(x-m) + k3, dy' dy masked by r.
+func bnBack(dx, dy, x []float32, r reluOf, k1, k2, k3, m float32) {
 	dy, x = dy[:len(dx)], x[:len(dx)]
 	n := 0
 	if haveZ && len(dx) >= 16 {
 		n = len(dx) &^ 15
-		var yp *float32
-		if y != nil {
-			y = y[:len(dx)]
-			yp = &y[0]
+		var mp *float32
+		if r.x != nil {
+			r.x = r.x[:len(dx)]
+			mp = &r.x[0]
 		}
-		bnBackZ(&dx[0], &dy[0], &x[0], yp, n, k1, k2, k3, m)
+		bnBackZ(&dx[0], &dy[0], &x[0], mp, n, k1, k2, k3, m, r.a, r.b)
 	}
 	for i := n; i < len(dx); i++ {
 		g := dy[i]
-		if y != nil && !passes(y[i]) {
+		if r.x != nil && !r.passes(i) {
 			g = 0
 		}
 		dx[i] = k1*g + k2*(x[i]-m) + k3

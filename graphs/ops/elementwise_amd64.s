@@ -63,14 +63,17 @@ ssd_done:
 	VZEROUPPER
 	RET
 
-// func sumDyDevZ(dy, x, y *float32, n int, m float64) (sdy, sdyx float64)
-// Σ dy' and Σ dy'·(x-m), dy' = dy where y != 0 (or NaN) when y != nil, else dy.
-TEXT ·sumDyDevZ(SB), NOSPLIT, $0-56
+// func sumDyDevZ(dy, x, mx *float32, n int, m float64, a, b float32) (sdy, sdyx float64)
+// Σ dy' and Σ dy'·(x-m): dy' = dy where a·mx + b (one rounding, as affineZ) is positive
+// or NaN (where a fused ReLU's output max(a·mx + b, 0) is not 0) when mx != nil, else dy.
+TEXT ·sumDyDevZ(SB), NOSPLIT, $0-64
 	MOVQ dy+0(FP), DI
 	MOVQ x+8(FP), SI
-	MOVQ y+16(FP), DX
+	MOVQ mx+16(FP), DX
 	MOVQ n+24(FP), CX
 	VBROADCASTSD m+32(FP), Z5
+	VBROADCASTSS a+40(FP), Z10
+	VBROADCASTSS b+44(FP), Z11
 	VPXORQ Z2, Z2, Z2 // Σ dy
 	VPXORQ Z6, Z6, Z6 // Σ dy·(x-m)
 	VPXORQ Z7, Z7, Z7 // zero
@@ -81,7 +84,8 @@ sdd_loop:
 	TESTQ DX, DX
 	JZ sdd_nomask
 	VMOVUPS (DX), Z8
-	VCMPPS $4, Z7, Z8, K1 // y != 0 (unordered counts as not equal)
+	VFMADD213PS Z11, Z10, Z8 // a·mx + b
+	VCMPPS $6, Z7, Z8, K1    // not ≤ 0: positive or NaN
 	ADDQ $64, DX
 sdd_nomask:
 	VMOVUPS.Z (DI), K1, Z8
@@ -102,10 +106,10 @@ sdd_nomask:
 	JNZ sdd_loop
 sdd_done:
 	HSUMPD
-	MOVSD X2, sdy+40(FP)
+	MOVSD X2, sdy+48(FP)
 	VMOVAPD Z6, Z2
 	HSUMPD
-	MOVSD X2, sdyx+48(FP)
+	MOVSD X2, sdyx+56(FP)
 	VZEROUPPER
 	RET
 
@@ -133,18 +137,20 @@ aff_done:
 	VZEROUPPER
 	RET
 
-// func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)
-// dx = k1*dy' + k2*(x-m) + k3, dy' = dy where y != 0 (or NaN) when y != nil, else dy.
-TEXT ·bnBackZ(SB), NOSPLIT, $0-56
+// func bnBackZ(dx, dy, x, mx *float32, n int, k1, k2, k3, m, a, b float32)
+// dx = k1*dy' + k2*(x-m) + k3, dy' as in sumDyDevZ.
+TEXT ·bnBackZ(SB), NOSPLIT, $0-64
 	MOVQ dx+0(FP), R8
 	MOVQ dy+8(FP), DI
 	MOVQ x+16(FP), SI
-	MOVQ y+24(FP), DX
+	MOVQ mx+24(FP), DX
 	MOVQ n+32(FP), CX
 	VBROADCASTSS k1+40(FP), Z4
 	VBROADCASTSS k2+44(FP), Z5
 	VBROADCASTSS k3+48(FP), Z6
 	VBROADCASTSS m+52(FP), Z7
+	VBROADCASTSS a+56(FP), Z10
+	VBROADCASTSS b+60(FP), Z11
 	VPXORQ Z9, Z9, Z9
 	KXNORW K1, K1, K1
 	SHRQ $4, CX
@@ -153,7 +159,8 @@ bnb_loop:
 	TESTQ DX, DX
 	JZ bnb_nomask
 	VMOVUPS (DX), Z8
-	VCMPPS $4, Z9, Z8, K1
+	VFMADD213PS Z11, Z10, Z8 // a·mx + b
+	VCMPPS $6, Z9, Z8, K1    // not ≤ 0: positive or NaN
 	ADDQ $64, DX
 bnb_nomask:
 	VMOVUPS.Z (DI), K1, Z0

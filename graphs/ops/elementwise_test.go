@@ -27,16 +27,12 @@ func TestElementwiseKernels(t *testing.T) {
 			}
 		}
 		const m = 0.25
-		var s, ss, sdy, sdyx, msdy, msdyx float64
+		var s, ss, sdy, sdyx float64
 		for i := range x {
 			s += float64(x[i])
 			ss += (float64(x[i]) - m) * (float64(x[i]) - m)
 			sdy += float64(dy[i])
 			sdyx += float64(dy[i]) * (float64(x[i]) - m)
-			if y[i] != 0 {
-				msdy += float64(dy[i])
-				msdyx += float64(dy[i]) * (float64(x[i]) - m)
-			}
 		}
 		close := func(what string, got, want float64) {
 			if math.Abs(got-want) > 1e-9*(1+math.Abs(want)) {
@@ -45,12 +41,9 @@ func TestElementwiseKernels(t *testing.T) {
 		}
 		close("sum", sum64(x), s)
 		close("sumSqDev", sumSqDev64(x, m), ss)
-		a, b := sumDyDev64(dy, x, nil, m)
+		a, b := sumDyDev64(dy, x, reluOf{}, m)
 		close("sdy", a, sdy)
 		close("sdyx", b, sdyx)
-		a, b = sumDyDev64(dy, x, y, m)
-		close("masked sdy", a, msdy)
-		close("masked sdyx", b, msdyx)
 
 		got := make([]float32, n)
 		for _, floor := range []float32{0, float32(math.Inf(-1))} {
@@ -69,17 +62,11 @@ func TestElementwiseKernels(t *testing.T) {
 				}
 			}
 		}
-		for _, mask := range [][]float32{nil, y} {
-			bnBack(got, dy, x, mask, 0.5, -0.25, 0.125, m)
-			for i := range got {
-				g := dy[i]
-				if mask != nil && mask[i] == 0 {
-					g = 0
-				}
-				want := 0.5*g + -0.25*(x[i]-m) + 0.125
-				if math.Abs(float64(got[i]-want)) > 1e-6 {
-					t.Fatalf("n=%d bnBack mask=%v [%d]: got %v, want %v", n, mask != nil, i, got[i], want)
-				}
+		bnBack(got, dy, x, reluOf{}, 0.5, -0.25, 0.125, m)
+		for i := range got {
+			want := 0.5*dy[i] + -0.25*(x[i]-m) + 0.125
+			if math.Abs(float64(got[i]-want)) > 1e-6 {
+				t.Fatalf("n=%d bnBack [%d]: got %v, want %v", n, i, got[i], want)
 			}
 		}
 		reluMask(got, dy, y)
@@ -90,6 +77,50 @@ func TestElementwiseKernels(t *testing.T) {
 			}
 			if got[i] != want {
 				t.Fatalf("n=%d reluMask [%d]: got %v, want %v (y %v)", n, i, got[i], want, y[i])
+			}
+		}
+	}
+}
+
+// TestReluOf checks that the ReLU mask recomputed from a batch norm's input (reluOf)
+// passes exactly where affine's output is not 0, in the vectors and in the scalar tail:
+// x = 1/3 with a = 3, b = -1 is positive with one rounding and 0 with two, so the two
+// parts differ there; NaN inputs pass.
+func TestReluOf(t *testing.T) {
+	const a, b, m = 3, -1, 0.125
+	for _, n := range []int{1, 15, 16, 17, 21, 33, 100} {
+		x, dy := randSlice(uint64(n)+5, n, 1), randSlice(uint64(n)+6, n, 2)
+		for i := range x {
+			switch i % 5 {
+			case 0:
+				x[i] = float32(1.0 / 3)
+			case 1:
+				x[i] = 0
+			}
+		}
+		xn := slices.Clone(x)
+		xn[n/2] = float32(math.NaN())
+		for _, x := range [][]float32{x, xn} {
+			y := make([]float32, n)
+			affine(y, x, a, b, 0)
+			got := make([]float32, n)
+			bnBack(got, dy, dy, reluOf{x: x, a: a, b: b}, 1, 0, 0, 0) // dx = dy'
+			var sdy, sdyx float64
+			for i := range got {
+				want := dy[i]
+				if y[i] == 0 {
+					want = 0
+				} else {
+					sdy += float64(dy[i])
+					sdyx += float64(dy[i]) * (float64(x[i]) - m)
+				}
+				if math.Float32bits(got[i]) != math.Float32bits(want) {
+					t.Fatalf("n=%d [%d] x=%v: dy' %v, want %v (forward output %v)", n, i, x[i], got[i], want, y[i])
+				}
+			}
+			gs, gsx := sumDyDev64(dy, x, reluOf{x: x, a: a, b: b}, m)
+			if math.Abs(gs-sdy) > 1e-9*(1+math.Abs(sdy)) || !(math.Abs(gsx-sdyx) <= 1e-9*(1+math.Abs(sdyx))) && !math.IsNaN(sdyx) {
+				t.Errorf("n=%d: sums %v %v, want %v %v", n, gs, gsx, sdy, sdyx)
 			}
 		}
 	}

@@ -100,13 +100,13 @@ func sumZ(x *float32, n int) float64
 func sumSqDevZ(x *float32, n int, m float64) float64
 
 //go:noescape
-func sumDyDevZ(dy, x, y *float32, n int, m float64) (sdy, sdyx float64)
+func sumDyDevZ(dy, x, mx *float32, n int, m float64, a, b float32) (sdy, sdyx float64)
 
 //go:noescape
 func affineZ(y, x *float32, n int, a, b, floor float32)
 
 //go:noescape
-func bnBackZ(dx, dy, x, y *float32, n int, k1, k2, k3, m float32)
+func bnBackZ(dx, dy, x, mx *float32, n int, k1, k2, k3, m, a, b float32)
 
 //go:noescape
 func maskZ(dx, dy, y *float32, n int)
