@@ -83,3 +83,49 @@ func TestUNetDecoderFused(t *testing.T) {
 		}
 	}
 }
+
+// TestConvChains checks which convolutions pass their output channels-last to the next
+// (ops.ConvConfig.ChannelsLastOut): every 3x3 Winograd convolution whose one reader is
+// another, in training and evaluation graphs; none across a pooling, a skip connection,
+// a batch norm or the 3-channel first layer (im2col).
+func TestConvChains(t *testing.T) {
+	for _, tc := range []struct {
+		arch        string
+		train, eval int
+	}{
+		// Blocks 2-5 (block 1's first layer reads the image), then the four decoder
+		// levels' concatenating convolutions.
+		{"vgg19-unet", 1 + 3 + 3 + 3 + 4, 1 + 3 + 3 + 3 + 4},
+		{"vgg16", 1 + 2 + 2 + 2, 1 + 2 + 2 + 2},
+		// Batch norm after every convolution: no chains.
+		{"vgg16-segnet", 0, 0},
+	} {
+		cfg := Config{Arch: tc.arch, Mult: 0.25, InputH: 32, InputW: 32, Seed: 1}
+		if tc.arch != "vgg16" {
+			cfg.Classes = 21
+		}
+		m, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []Mode{Train, Eval} {
+			gr, err := m.Build(2, 32, 32, mode)
+			if err != nil {
+				t.Fatalf("%s %v: %v", tc.arch, mode, err)
+			}
+			chains := 0
+			for _, node := range gr.G.AllNodes() {
+				if node.Op() != nil && strings.HasPrefix(node.Op().String(), "Conv2D{") && strings.Contains(node.Op().String(), "chain-out") {
+					chains++
+				}
+			}
+			want := tc.train
+			if mode == Eval {
+				want = tc.eval
+			}
+			if chains != want {
+				t.Errorf("%s %v: %d chained convolutions, want %d", tc.arch, mode, chains, want)
+			}
+		}
+	}
+}

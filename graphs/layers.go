@@ -20,12 +20,30 @@ type act struct {
 	// parts: an upsampling or a concatenation left for the convolution that reads it to
 	// fuse in (ops.Conv2DConcat; node is nil). Any other reader makes the node (nodeOf).
 	parts []ops.ConvPart
+	// chain: a 3x3 same-size Winograd convolution left for its reader to make (node is
+	// nil): channels-last (ops.ConvConfig.ChannelsLastOut) for a convolution of the same
+	// kind, NCHW for any other reader (nodeOf).
+	chain *chainConv
 	id    int // the index of the layer that made it, in net.layers
+}
+
+// chainConv is a convolution made when its reader is known, once: node and out (made
+// channels-last) are set then.
+type chainConv struct {
+	x, w, b *G.Node
+	parts   []ops.ConvPart // in place of x: a Conv2DConcat
+	cfg     ops.ConvConfig
+	layer   string
+	node    *G.Node
+	out     bool
 }
 
 // nodeOf returns x's node, making the upsamplings and concatenation x.parts stands for
 // if need be.
 func (n *net) nodeOf(x act) *G.Node {
+	if x.chain != nil {
+		return n.chainNode(x.chain, false)
+	}
 	if x.parts == nil || n.err != nil {
 		return x.node
 	}
@@ -44,12 +62,43 @@ func (n *net) nodeOf(x act) *G.Node {
 	return y
 }
 
+// chainNode makes the convolution c stands for, channels-last when out (for a
+// convolution that reads it so), unless it is made already. Its first reader decides:
+// no reader can take NCHW what a first one took channels-last (the zoo's convolutions
+// inside a block have one reader each).
+func (n *net) chainNode(c *chainConv, out bool) *G.Node {
+	if n.err != nil {
+		return nil
+	}
+	if c.node != nil {
+		if c.out && !out {
+			n.fail("%s: internal: output read in NCHW after a convolution took it channels-last", c.layer)
+			return nil
+		}
+		return c.node
+	}
+	cfg := c.cfg
+	cfg.ChannelsLastOut = out
+	var y *G.Node
+	var err error
+	if c.parts != nil {
+		y, err = ops.Conv2DConcat(c.parts, c.w, c.b, cfg)
+	} else {
+		y, err = ops.Conv2D(c.x, c.w, c.b, cfg)
+	}
+	if n.wrap(c.layer, err) {
+		return nil
+	}
+	c.node, c.out = y, out
+	return y
+}
+
 // partsOf returns x as the parts of a concatenation.
 func (n *net) partsOf(x act) []ops.ConvPart {
 	if x.parts != nil {
 		return x.parts
 	}
-	return []ops.ConvPart{{X: x.node, Up: 1}}
+	return []ops.ConvPart{{X: n.nodeOf(x), Up: 1}}
 }
 
 // pendingConv is what Conv2DBatchNorm needs of a convolution.
@@ -195,13 +244,26 @@ func (n *net) convAct(x act, module, layer, reluLayer string, cout, k, stride in
 		cfg := ops.ConvConfig{StrideH: stride, StrideW: stride, Pad: p, ReLU: reluLayer != "", Workspace: n.ws, Gemm: n.gemm,
 			// The image needs no gradient: skip the first layer's backward convolution.
 			NoInputGrad: x.node == n.in}
+		// A convolution that can pass its output channels-last to the next one's (no
+		// gather or scatter between the layouts) is left for its reader to make.
+		chainable := !fold && ops.ChainableConv(x.shape, cout, k, stride, p, cfg)
 		switch {
-		case x.parts != nil && !fold:
-			y.node, err = ops.Conv2DConcat(x.parts, wn, bn, cfg)
 		case fold:
 			y.pending = &pendingConv{x: n.nodeOf(x), w: wn, b: bn, cfg: cfg}
+		case chainable:
+			c := &chainConv{w: wn, b: bn, cfg: cfg, layer: layer, parts: x.parts}
+			switch {
+			case x.parts != nil:
+			case x.chain != nil:
+				c.x = n.chainNode(x.chain, true)
+			default:
+				c.x = x.node
+			}
+			y.chain = c
+		case x.parts != nil:
+			y.node, err = ops.Conv2DConcat(x.parts, wn, bn, cfg)
 		default:
-			y.node, err = ops.Conv2D(x.node, wn, bn, cfg)
+			y.node, err = ops.Conv2D(n.nodeOf(x), wn, bn, cfg)
 		}
 		if n.wrap(layer, err) {
 			return x

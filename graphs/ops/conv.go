@@ -40,6 +40,15 @@ type ConvConfig struct {
 	// saves a backward convolution per step in a network's first layer. Asking for the
 	// gradient with respect to x (G.Grad(cost, x)) is then an error.
 	NoInputGrad bool
+	// ChannelsLastOut makes the output a channels-last chain: the activation (N, C, H, W)
+	// stored as (N, rows, cols, cp) in chainLayout, zero-padded, for the one Conv2D that
+	// reads it (a 3x3 same-size Winograd convolution, as this one must be). The producer
+	// writes its tiles straight there and the reader transforms its tiles straight from
+	// there, with no gather or scatter between the layouts; the reader's input gradient
+	// comes back in the same layout, already masked by this layer's fused ReLU, for this
+	// layer's gradient ops to read as it is. No other op may read the output (they
+	// refuse it). The values are those of the NCHW layers to the bit.
+	ChannelsLastOut bool
 }
 
 // ConvAlgo is how Conv2D computes a convolution.
@@ -122,7 +131,7 @@ func newConvOp(x, w, b *G.Node, cfg ConvConfig) (*convOp, error) {
 
 // newConvOpGeom returns the op computing geom.
 func newConvOpGeom(geom convGeom, cfg ConvConfig) *convOp {
-	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outShape()}, ws: cfg.Workspace, noDX: cfg.NoInputGrad}
+	op := &convOp{convGeom: geom, out: convOutput{shape: geom.outValShape()}, ws: cfg.Workspace, noDX: cfg.NoInputGrad}
 	if op.ws == nil {
 		op.ws = NewWorkspace()
 	}
@@ -138,6 +147,9 @@ func newConvOpGeom(geom convGeom, cfg ConvConfig) *convOp {
 				users++
 			}
 			op.dys = &dyShare{users: users}
+		}
+		if geom.chOut {
+			op.dys = &dyShare{chained: true}
 		}
 	} else if !geom.direct() {
 		op.cols = &convScratch{size: geom.kdim() * geom.tile(), ws: op.ws}
@@ -160,6 +172,10 @@ type convGeom struct {
 	// parts, when not empty, are the inputs whose channel concatenation is x (see
 	// Conv2DConcat); the op then takes them in place of x.
 	parts []convPart
+	// Channels-last chains (ConvConfig.ChannelsLastOut): the output is in chainLayout
+	// (chOut); x is (chIn), made by a layer with a fused ReLU when inMask (the gradient
+	// with respect to x is then masked where x is 0).
+	chOut, chIn, inMask bool
 }
 
 // convPart is one input of a Conv2DConcat: c channels, upsampled x2 when up.
@@ -175,7 +191,75 @@ func newConvGeom(x, w, b *G.Node, cfg ConvConfig) (convGeom, error) {
 	if x.Dtype() != tensor.Float32 {
 		return convGeom{}, fmt.Errorf("ops: conv2d: x has dtype %v, want float32", x.Dtype())
 	}
-	return newConvGeomShape(x.Shape(), w, b, cfg)
+	xs := x.Shape()
+	p := chainOf(x)
+	if p != nil {
+		xs = p.outShape() // x holds it in a chain layout
+	}
+	g, err := newConvGeomShape(xs, w, b, cfg)
+	if err != nil {
+		return g, err
+	}
+	if p != nil {
+		g.chIn, g.inMask = true, p.relu
+		if err := g.checkChain("input"); err != nil {
+			return g, err
+		}
+	}
+	return g, nil
+}
+
+// chainOf returns the convolution that made x when x is a channels-last chain
+// (ConvConfig.ChannelsLastOut), else nil.
+func chainOf(x *G.Node) *convOp {
+	if op, ok := x.Op().(*convOp); ok && op.chOut {
+		return op
+	}
+	return nil
+}
+
+// checkChain reports why g cannot take part in a channels-last chain (its input or its
+// output, what): only 3x3 same-size Winograd convolutions read and write chain layouts,
+// and only those of one input read them (a Conv2DConcat can write one).
+func (g *convGeom) checkChain(what string) error {
+	if !g.wino || g.pad != Symmetric(1) || g.ho != g.h || g.wo != g.w || what == "input" && len(g.parts) > 0 {
+		return fmt.Errorf("ops: conv2d %v: a channels-last chain %s needs a 3x3 same-size Winograd convolution (stride 1, padding 1) of one input", g, what)
+	}
+	return nil
+}
+
+// ChainableConv reports whether a convolution of x (N, C, H, W) with cout k×k filters,
+// stride and padding p, configured by cfg, runs as one that can write or read a
+// channels-last chain (ConvConfig.ChannelsLastOut).
+func ChainableConv(xShape []int, cout, k, stride int, p Padding, cfg ConvConfig) bool {
+	if len(xShape) != 4 || k != 3 || stride != 1 || p != Symmetric(1) {
+		return false
+	}
+	g := convGeom{n: xShape[0], cin: xShape[1], h: xShape[2], w: xShape[3], cout: cout, kh: k, kw: k, sh: 1, sw: 1, pad: p,
+		ho: xShape[2], wo: xShape[3]}
+	var err error
+	if g.wino, err = g.winograd(cfg.Algo); err != nil {
+		return false
+	}
+	return g.checkChain("output") == nil
+}
+
+// winograd reports whether g runs as Winograd under algo.
+func (g *convGeom) winograd(algo ConvAlgo) (bool, error) {
+	ok := g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
+	switch algo {
+	case ConvAuto:
+		return ok && g.cin >= wgMinChannels && g.cout >= wgMinChannels, nil
+	case ConvIm2col:
+		return false, nil
+	case ConvWinograd:
+		if !ok {
+			return false, fmt.Errorf("ops: conv2d: Winograd needs a 3x3 kernel with stride 1, got w (%d,%d,%d,%d) with stride (%d,%d)",
+				g.cout, g.cin, g.kh, g.kw, g.sh, g.sw)
+		}
+		return true, nil
+	}
+	return false, fmt.Errorf("ops: conv2d: unknown algorithm %v", algo)
 }
 
 // newConvGeomShape is newConvGeom for an input of shape xs.
@@ -222,24 +306,21 @@ func newConvGeomShape(xs tensor.Shape, w, b *G.Node, cfg ConvConfig) (convGeom, 
 		n: xs[0], cin: xs[1], h: xs[2], w: xs[3],
 		cout: ws[0], kh: ws[2], kw: ws[3],
 		sh: cfg.StrideH, sw: cfg.StrideW, pad: p,
-		ho:   ConvOutSize(xs[2], ws[2], cfg.StrideH, p.Top, p.Bottom),
-		wo:   ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
-		bias: b != nil,
-		relu: cfg.ReLU,
-		gemm: cfg.Gemm,
+		ho:    ConvOutSize(xs[2], ws[2], cfg.StrideH, p.Top, p.Bottom),
+		wo:    ConvOutSize(xs[3], ws[3], cfg.StrideW, p.Left, p.Right),
+		bias:  b != nil,
+		relu:  cfg.ReLU,
+		gemm:  cfg.Gemm,
+		chOut: cfg.ChannelsLastOut,
 	}
-	winoOK := g.kh == 3 && g.kw == 3 && g.sh == 1 && g.sw == 1
-	switch cfg.Algo {
-	case ConvAuto:
-		g.wino = winoOK && g.cin >= wgMinChannels && g.cout >= wgMinChannels
-	case ConvIm2col:
-	case ConvWinograd:
-		if !winoOK {
-			return convGeom{}, fmt.Errorf("ops: conv2d: Winograd needs a 3x3 kernel with stride 1, got w %v with stride (%d,%d)", ws, g.sh, g.sw)
+	var err error
+	if g.wino, err = g.winograd(cfg.Algo); err != nil {
+		return convGeom{}, err
+	}
+	if g.chOut {
+		if err := g.checkChain("output"); err != nil {
+			return g, err
 		}
-		g.wino = true
-	default:
-		return convGeom{}, fmt.Errorf("ops: conv2d: unknown algorithm %v", cfg.Algo)
 	}
 	return g, nil
 }
@@ -258,6 +339,15 @@ func (g *convGeom) String() string {
 	}
 	if g.gemm != (gemm.Kernel{}) {
 		s += " gemm=" + g.gemm.Name()
+	}
+	if g.chIn {
+		s += " chain-in"
+		if g.inMask {
+			s += "(relu)"
+		}
+	}
+	if g.chOut {
+		s += " chain-out"
 	}
 	if len(g.parts) > 0 {
 		s += " parts["
@@ -298,6 +388,13 @@ func (g *convGeom) partShape(i int) (tensor.Shape, int) {
 // source checks the values of x (its parts) and returns them as a wgSrc; op names the
 // op in errors.
 func (g *convGeom) source(op string, inputs []G.Value) (wgSrc, error) {
+	if g.chIn {
+		d, err := convInput(op, "x", inputs[0], g.xValShape())
+		if err != nil {
+			return nil, err
+		}
+		return wgSrc{{data: d, c: g.cin}}, nil
+	}
 	src := make(wgSrc, g.nx())
 	for i := range src {
 		shape, _ := g.partShape(i)
@@ -313,7 +410,45 @@ func (g *convGeom) source(op string, inputs []G.Value) (wgSrc, error) {
 	return src, nil
 }
 
-func (g *convGeom) xShape() tensor.Shape   { return tensor.Shape{g.n, g.cin, g.h, g.w} }
+func (g *convGeom) xShape() tensor.Shape { return tensor.Shape{g.n, g.cin, g.h, g.w} }
+
+// xValShape and outValShape are the shapes of x's and the output's values: the
+// activation's, or its chain layout's (N, rows, cols, cp).
+func (g *convGeom) xValShape() tensor.Shape {
+	if g.chIn {
+		return chainShape(g.n, g.cin, g.h, g.w)
+	}
+	return g.xShape()
+}
+
+func (g *convGeom) outValShape() tensor.Shape {
+	if g.chOut {
+		return chainShape(g.n, g.cout, g.ho, g.wo)
+	}
+	return g.outShape()
+}
+
+func chainShape(n, c, h, w int) tensor.Shape {
+	a := chainLayout(c, h, w)
+	return tensor.Shape{n, a.rows, a.cols, a.cp}
+}
+
+// xChain is x's chain layout over data (chIn).
+func (g *convGeom) xChain(data []float32) *nhwc {
+	a := chainLayout(g.cin, g.h, g.w)
+	a.data = data
+	return &a
+}
+
+// outDst is where the layer's output goes: y, or y as a chain layout (chOut).
+func (g *convGeom) outDst(y []float32) wgDst {
+	if g.chOut {
+		a := chainLayout(g.cout, g.ho, g.wo)
+		a.data = y
+		return wgDst{a: &a}
+	}
+	return wgDst{y: y}
+}
 func (g *convGeom) wShape() tensor.Shape   { return tensor.Shape{g.cout, g.cin, g.kh, g.kw} }
 func (g *convGeom) outShape() tensor.Shape { return tensor.Shape{g.n, g.cout, g.ho, g.wo} }
 func (g *convGeom) kdim() int              { return g.cin * g.kh * g.kw }
@@ -481,7 +616,7 @@ func (op *convOp) Type() hm.Type {
 	return convTypes(op.nx()+1, b, anyTensor(4))
 }
 
-func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outShape(), nil }
+func (op *convOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return op.outValShape(), nil }
 func (op *convOp) ReturnsPtr() bool                               { return false }
 func (op *convOp) CallsExtern() bool                              { return false }
 func (op *convOp) OverwritesInput() int                           { return -1 }
@@ -515,7 +650,7 @@ func (op *convOp) Do(inputs ...G.Value) (G.Value, error) {
 		}
 	}
 	t, y := op.out.get(&op.opHooks)
-	if len(op.parts) > 0 {
+	if len(op.parts) > 0 || op.chIn || op.chOut {
 		op.forwardWino(x, w, b, y)
 	} else {
 		op.forward(x[0].data, w, b, y)
@@ -531,10 +666,14 @@ func (g *convGeom) floor() float32 {
 	return float32(math.Inf(-1))
 }
 
-// forwardWino is forward by Winograd, from the parts x.
+// forwardWino is forward by Winograd, from the parts x (x[0] a chain layout with chIn).
 func (op *convOp) forwardWino(x wgSrc, w, b, y []float32) {
 	u := op.wino.forwardWeights(op.ws, w)
-	op.wino.forwardFrom(op.ws, x, nil, u, b, op.floor(), y)
+	var xa *nhwc
+	if op.chIn {
+		xa = op.xChain(x[0].data)
+	}
+	op.wino.forwardTo(op.ws, x, xa, u, b, op.floor(), op.outDst(y))
 	op.ws.put(u)
 }
 
@@ -607,14 +746,15 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	// Winograd gradient ops apply it themselves when they gather dY channels-last
 	// (masked: they take the output as a last input); the others get it from a ReLU
 	// gradient op.
-	masked := g.relu && op.dys != nil
+	// A chain output's gradient comes masked already (see ConvConfig.ChannelsLastOut).
+	masked := g.relu && op.dys != nil && !g.chOut
 	withY := func(ins ...*G.Node) []*G.Node {
 		if masked {
 			return append(ins, output)
 		}
 		return ins
 	}
-	if g.relu && !masked {
+	if g.relu && !masked && !g.chOut {
 		var err error
 		if grad, err = G.ApplyOp(&reluDiffOp{shape: g.outShape(), dims: 4}, output, grad); err != nil {
 			return nil, fmt.Errorf("ops: conv2d: relu gradient: %w", err)
@@ -625,7 +765,14 @@ func (op *convOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error)
 	if !op.noDX {
 		for i := range grads {
 			shape, _ := g.partShape(i)
-			dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, part: i, masked: masked, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: shape}}, withY(inputs[nx], grad)...)
+			if g.chIn {
+				shape = g.xValShape()
+			}
+			ins := withY(inputs[nx], grad)
+			if g.chIn && g.inMask {
+				ins = append(ins, inputs[0]) // the mask of x's fused ReLU
+			}
+			dx, err := G.ApplyOp(&convGradXOp{convGeom: g, convGradBase: convGradBase{"conv2d grad x"}, part: i, masked: masked, cols: op.cols, wino: op.wino, ws: op.ws, dys: op.dys, out: convOutput{shape: shape}}, ins...)
 			if err != nil {
 				return nil, fmt.Errorf("ops: conv2d: gradient wrt x: %w", err)
 			}
@@ -727,13 +874,20 @@ var (
 )
 
 func (op *convGradXOp) Arity() int {
+	n := 2
 	if op.masked {
-		return 3
+		n++
 	}
-	return 2
+	if op.chIn && op.inMask {
+		n++
+	}
+	return n
 }
 func (op *convGradXOp) Type() hm.Type { return convTypes(op.Arity(), nil, anyTensor(4)) }
 func (op *convGradXOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
+	if op.chIn {
+		return op.xValShape(), nil
+	}
 	s, _ := op.partShape(op.part)
 	return s, nil
 }
@@ -751,16 +905,26 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: %s: got %d inputs, want %d", op.name, len(inputs), op.Arity())
 	}
-	w, dy, err := op.inputs2(inputs[:2], "w", op.wShape(), op.outShape())
+	w, dy, err := op.inputs2(inputs[:2], "w", op.wShape(), op.outValShape())
 	if err != nil {
 		return nil, err
 	}
-	mask, err := op.convMask(op.name, op.masked, inputs)
+	k := 2
+	if op.masked {
+		k++
+	}
+	mask, err := op.convMask(op.name, op.masked, inputs[:k])
 	if err != nil {
 		return nil, err
+	}
+	var xmask []float32
+	if op.chIn && op.inMask {
+		if xmask, err = convInput(op.name, "x", inputs[k], op.xValShape()); err != nil {
+			return nil, err
+		}
 	}
 	t, dx := op.out.get(&op.opHooks)
-	op.backward(w, dy, mask, dx)
+	op.backward(w, dy, mask, xmask, dx)
 	return t, nil
 }
 
@@ -768,8 +932,9 @@ func (op *convGradXOp) Do(inputs ...G.Value) (G.Value, error) {
 // dcol belonging to channels [c0, c1) are Wᵀ's rows for those channels times dY, and
 // col2im writes only those channels of dx, so items never touch the same memory.
 // Channels are split only when there are fewer images than goroutines.
-// mask (Winograd only) is the layer's output when the fused ReLU's mask is applied here.
-func (op *convGradXOp) backward(w, dy, mask, dx []float32) {
+// mask (Winograd only) is the layer's output when the fused ReLU's mask is applied here;
+// with chIn, dx is written in x's chain layout, masked by xmask (x) when not nil.
+func (op *convGradXOp) backward(w, dy, mask, xmask, dx []float32) {
 	g := &op.convGeom
 	if op.wino != nil {
 		shape, off := g.partShape(op.part)
@@ -777,7 +942,11 @@ func (op *convGradXOp) backward(w, dy, mask, dx []float32) {
 		u := op.wino.dataGradWeights(op.ws, w, off, shape[1])
 		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
 		defer op.dys.release(op.ws)
-		c.forwardFrom(op.ws, wgSrc{{data: dy, c: g.cout}}, dya, u, nil, float32(math.Inf(-1)), dx)
+		dst := wgDst{y: dx}
+		if g.chIn {
+			dst = wgDst{a: g.xChain(dx), mask: xmask}
+		}
+		c.forwardTo(op.ws, wgSrc{{data: dy, c: g.cout}}, dya, u, nil, float32(math.Inf(-1)), dst)
 		op.ws.put(u)
 		return
 	}
@@ -858,7 +1027,7 @@ func (op *convGradWOp) Do(inputs ...G.Value) (G.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	dy, err := convInput(op.name, "output gradient", inputs[op.nx()], op.outShape())
+	dy, err := convInput(op.name, "output gradient", inputs[op.nx()], op.outValShape())
 	if err != nil {
 		return nil, err
 	}
@@ -884,7 +1053,11 @@ func (op *convGradWOp) backward(src wgSrc, dy, mask, dw []float32) {
 	if op.wino != nil {
 		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
 		defer op.dys.release(op.ws)
-		op.wino.filterGradFrom(op.ws, src, dy, dya, dw)
+		var xa *nhwc
+		if g.chIn {
+			xa = g.xChain(src[0].data)
+		}
+		op.wino.filterGradFrom(op.ws, src, xa, dy, dya, dw)
 		return
 	}
 	x := src[0].data
@@ -979,7 +1152,7 @@ func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 	if len(inputs) != op.Arity() {
 		return nil, fmt.Errorf("ops: conv2d grad b: got %d inputs, want %d", len(inputs), op.Arity())
 	}
-	dy, err := convInput("conv2d grad b", "output gradient", inputs[0], op.outShape())
+	dy, err := convInput("conv2d grad b", "output gradient", inputs[0], op.outValShape())
 	if err != nil {
 		return nil, err
 	}
@@ -988,7 +1161,7 @@ func (op *convGradBOp) Do(inputs ...G.Value) (G.Value, error) {
 		return nil, err
 	}
 	t, db := op.out.get(&op.opHooks)
-	if op.masked {
+	if op.masked || op.chOut {
 		dya := op.dys.acquire(op.ws, op.wino, dy, mask, op)
 		op.sums = dya.sumPixels(db, op.n, op.cout, op.sums)
 		op.dys.release(op.ws)

@@ -133,6 +133,9 @@ func checkF32Node(op, what string, n *G.Node, dims int) error {
 	if dims >= 0 && n.Dims() != dims {
 		return fmt.Errorf("ops: %s: %s %s has shape %v, want %d dimensions", op, what, n.Name(), n.Shape(), dims)
 	}
+	if chainOf(n) != nil {
+		return fmt.Errorf("ops: %s: %s %s is a channels-last chain (ConvConfig.ChannelsLastOut), readable only by the Conv2D it was made for", op, what, n.Name())
+	}
 	return nil
 }
 

@@ -572,6 +572,51 @@ type nhwc struct {
 
 func (a *nhwc) at(n, r, q int) int { return ((n*a.rows+r+a.top)*a.cols + q + a.left) * a.cp }
 
+// chainLayout is the channels-last layout of a convolution's output (N, C, H, W) that
+// both the next 3x3 same-size Winograd convolution reads its input from (xa) and the
+// producer's gradient ops read their output gradient from (its gradLayout): one pixel
+// of zeros above and left of the image, and below and right of it up to whole 4x4
+// tiles plus one.
+func chainLayout(c, h, w int) nhwc {
+	return nhwc{top: 1, left: 1, rows: 4*((h+3)/4) + 2, cols: 4*((w+3)/4) + 2, cp: wgPad(c)}
+}
+
+// size is the number of floats of n images in a's layout.
+func (a *nhwc) size(n int) int { return n * a.rows * a.cols * a.cp }
+
+// clearBorder zeroes everything of n images of a outside the h×w image (the pixels
+// padding it): the image's own pixels are written by the convolution.
+func (a *nhwc) clearBorder(n, h, w int) {
+	rowF := a.cols * a.cp
+	for img := range n {
+		for r := -a.top; r < a.rows-a.top; r++ {
+			row := a.data[a.at(img, r, -a.left):][:rowF]
+			if r < 0 || r >= h {
+				clear(row)
+				continue
+			}
+			clear(row[:a.left*a.cp])
+			clear(row[(a.left+w)*a.cp:])
+		}
+	}
+}
+
+// putRows writes rows [r0, r0+nr) of image n, columns [0, ncols), from src (rows of
+// stride pixels, a.cp floats each), kept only where mask (a's layout) is not 0 when mask
+// is not nil.
+func (a *nhwc) putRows(src, mask []float32, n, r0, nr, ncols, stride int) {
+	for i := range nr {
+		at := a.at(n, r0+i, 0)
+		d := a.data[at : at+ncols*a.cp]
+		s := src[i*stride*a.cp:][:ncols*a.cp]
+		if mask != nil {
+			reluMask(d, s, mask[at:at+ncols*a.cp])
+		} else {
+			copy(d, s)
+		}
+	}
+}
+
 // gatherAll copies t (N × C planes of h×w) into a, rows [-top, rows-top) and columns
 // [-left, cols-left), zeros outside; with mask not nil, only where it lets a ReLU's
 // gradient through (see gatherNHWC).
@@ -700,6 +745,23 @@ func (c *wgConv) forward(ws *Workspace, x, u, bias []float32, floor float32, y [
 // forwardFrom is forward from the parts x, or from x's channels-last copy xa when not
 // nil.
 func (c *wgConv) forwardFrom(ws *Workspace, x wgSrc, xa *nhwc, u, bias []float32, floor float32, y []float32) {
+	c.forwardTo(ws, x, xa, u, bias, floor, wgDst{y: y})
+}
+
+// wgDst is where a Winograd convolution writes its output: y (NCHW), or a (channels-last,
+// in a chain layout: its padding set to 0), through mask when not nil (a's layout: the
+// output is kept where mask is not 0, as a ReLU's gradient passes).
+type wgDst struct {
+	y    []float32
+	a    *nhwc
+	mask []float32
+}
+
+// forwardTo is forwardFrom writing to dst.
+func (c *wgConv) forwardTo(ws *Workspace, x wgSrc, xa *nhwc, u, bias []float32, floor float32, dst wgDst) {
+	if dst.a != nil {
+		dst.a.clearBorder(c.n, c.ho, c.wo)
+	}
 	T := c.chunkRows(runtime.GOMAXPROCS(0))
 	biasP := ws.get(c.cop)
 	defer ws.put(biasP)
@@ -719,12 +781,12 @@ func (c *wgConv) forwardFrom(ws *Workspace, x wgSrc, xa *nhwc, u, bias []float32
 				ws.put(m)
 				return
 			}
-			segs = c.fwdChunk(ws, par, x, xa, u, biasP, floor, y, v, m, r0, r1, segs)
+			segs = c.fwdChunk(ws, par, x, xa, u, biasP, floor, dst, v, m, r0, r1, segs)
 		}
 	})
 }
 
-func (c *wgConv) fwdChunk(ws *Workspace, par bool, x wgSrc, xa *nhwc, u, bias []float32, floor float32, y, v, m []float32, r0, r1 int, segs []segment) []segment {
+func (c *wgConv) fwdChunk(ws *Workspace, par bool, x wgSrc, xa *nhwc, u, bias []float32, floor float32, dst wgDst, v, m []float32, r0, r1 int, segs []segment) []segment {
 	nt := (r1 - r0) * c.tw
 	wb := 4*c.tw + 2 // band width in pixels
 	var bandSize int
@@ -762,10 +824,13 @@ func (c *wgConv) fwdChunk(ws *Workspace, par bool, x wgSrc, xa *nhwc, u, bias []
 		strip, stage := scratch[:stripF], scratch[stripF:]
 		t := s.t0 + (th-s.th0)*c.tw
 		wg.output(strip, 4*c.tw*c.cop, c.cop, 4*c.cop, m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, c.cop, c.tw, bias, floor)
-		if c.pool2 {
-			scatterPool2(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
-		} else {
-			scatterNCHW(y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+		switch {
+		case dst.a != nil:
+			dst.a.putRows(strip, dst.mask, s.n, 4*th, min(4, c.ho-4*th), min(4*c.tw, c.wo), 4*c.tw)
+		case c.pool2:
+			scatterPool2(dst.y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
+		default:
+			scatterNCHW(dst.y, strip, c.cout, c.ho, c.wo, c.cop, s.n, 4*th, 4, 4*c.tw, stage)
 		}
 	})
 	return segs
@@ -815,12 +880,12 @@ const (
 
 // filterGrad computes dW (Cout × Cin·9) of y = x ⊛ w from dY.
 func (c *wgConv) filterGrad(ws *Workspace, x, dy, dw []float32) {
-	c.filterGradFrom(ws, wgSrc{{data: x, c: c.cin}}, dy, nil, dw)
+	c.filterGradFrom(ws, wgSrc{{data: x, c: c.cin}}, nil, dy, nil, dw)
 }
 
 // filterGradFrom is filterGrad reading dY from its channels-last copy dya when not nil
-// (laid out by gradLayout).
-func (c *wgConv) filterGradFrom(ws *Workspace, x wgSrc, dy []float32, dya *nhwc, dw []float32) {
+// (laid out by gradLayout), x from xa when not nil (as forwardFrom).
+func (c *wgConv) filterGradFrom(ws *Workspace, x wgSrc, xa *nhwc, dy []float32, dya *nhwc, dw []float32) {
 	T := c.chunkRows(1)
 	duF := 36 * c.cin * c.cop
 	rows := c.n * c.th
@@ -852,7 +917,7 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x wgSrc, dy []float32, dya *nhwc,
 		k0, k1 := parallel.Range(chunks, parts, i)
 		for k := k0; k < k1; k++ {
 			r0, r1 := parallel.Range(rows, chunks, k)
-			segs, dsegs = c.dwChunk(ws, par, x, dy, dya, v, m, sums[i], k > k0, r0, r1, segs, dsegs)
+			segs, dsegs = c.dwChunk(ws, par, x, xa, dy, dya, v, m, sums[i], k > k0, r0, r1, segs, dsegs)
 		}
 		ws.put(v)
 		ws.put(m)
@@ -896,17 +961,20 @@ func (c *wgConv) filterGradFrom(ws *Workspace, x wgSrc, dy []float32, dya *nhwc,
 
 // dwChunk accumulates the chunk [r0, r1)'s contribution to dU into du (overwriting it
 // when !accumulate).
-func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nhwc, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
+func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, xa *nhwc, dy []float32, dya *nhwc, v, m, du []float32, accumulate bool, r0, r1 int, segs, dsegs []segment) ([]segment, []segment) {
 	nt := (r1 - r0) * c.tw
 	wb, wy := 4*c.tw+2, 4*c.tw
 	var bandSize, dbandSize int
 	segs, bandSize = c.segments(r0, r1, 2, wb*c.cip, segs)
 	dsegs, dbandSize = c.segments(r0, r1, 0, wy*c.cop, dsegs)
-	band := ws.get(bandSize)
-	c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
-		rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
-		x.gather(rows, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
-	})
+	var band []float32
+	if xa == nil {
+		band = ws.get(bandSize)
+		c.bandRows(ws, par, c.cin*wb, segs, 2, func(s *segment, i0, i1 int, stage []float32) {
+			rows := band[s.off+i0*wb*c.cip : s.off+i1*wb*c.cip]
+			x.gather(rows, c.h, c.w, c.cip, s.n, 4*s.th0-c.pt+i0, i1-i0, -c.pl, wb, stage)
+		})
+	}
 	var dband []float32
 	if dya == nil {
 		dband = ws.get(dbandSize)
@@ -917,6 +985,11 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nh
 	}
 	c.tileRows(ws, par, 0, segs, func(s *segment, th int, _ []float32) {
 		t := s.t0 + (th-s.th0)*c.tw
+		if xa != nil {
+			src := xa.data[xa.at(s.n, 4*th-c.pt, -c.pl):]
+			wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, xa.cols*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
+			return
+		}
 		src := band[s.off+4*(th-s.th0)*wb*c.cip:]
 		wg.input(v[t*c.cip:], 6*nt*c.cip, nt*c.cip, c.cip, src, wb*c.cip, c.cip, 4*c.cip, c.cip, c.tw)
 	})
@@ -930,7 +1003,9 @@ func (c *wgConv) dwChunk(ws *Workspace, par bool, x wgSrc, dy []float32, dya *nh
 		src := dband[s.off+4*(th-s.th0)*wy*c.cop:]
 		wg.outAdj(m[t*c.cop:], 6*nt*c.cop, nt*c.cop, c.cop, src, wy*c.cop, c.cop, 4*c.cop, c.cop, c.tw)
 	})
-	ws.put(band)
+	if band != nil {
+		ws.put(band)
+	}
 	if dband != nil {
 		ws.put(dband)
 	}
@@ -1049,11 +1124,14 @@ func (c *wgConv) tileRows(ws *Workspace, par bool, scratchF int, segs []segment,
 // runs first gathers it, the others reuse it and the last frees it. A nil *dyShare (a
 // layer with one gradient op) shares nothing: acquire returns nil.
 type dyShare struct {
-	mu    sync.Mutex
-	users int     // the ops sharing it
-	key   uintptr // the dY data it was gathered from
-	seen  []any   // the ops that have acquired it
-	a     nhwc
+	// chained: the layer's output is in a chain layout, and so is dY (masked by the
+	// layer's fused ReLU already): acquire lends dY itself.
+	chained bool
+	mu      sync.Mutex
+	users   int     // the ops sharing it
+	key     uintptr // the dY data it was gathered from
+	seen    []any   // the ops that have acquired it
+	a       nhwc
 }
 
 // acquire returns the channels-last dY, masked by mask (the layer's output, for its
@@ -1061,6 +1139,13 @@ type dyShare struct {
 func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy, mask []float32, user any) *nhwc {
 	if sh == nil {
 		return nil
+	}
+	if sh.chained {
+		// dY is already channels-last (and masked): the next convolution's data gradient
+		// wrote it so.
+		a := c.gradLayout()
+		a.data = dy[:a.size(c.n)]
+		return &a
 	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -1079,7 +1164,7 @@ func (sh *dyShare) acquire(ws *Workspace, c *wgConv, dy, mask []float32, user an
 }
 
 func (sh *dyShare) release(ws *Workspace) {
-	if sh == nil {
+	if sh == nil || sh.chained {
 		return
 	}
 	sh.mu.Lock()

@@ -65,7 +65,7 @@ func TestWinogradError(t *testing.T) {
 		yd := make([]float32, len(want))
 		op.forward(x, w, nil, yd)
 		dxd := make([]float32, len(x))
-		(&convGradXOp{convGeom: geom, cols: op.cols}).backward(w, dy, nil, dxd)
+		(&convGradXOp{convGeom: geom, cols: op.cols}).backward(w, dy, nil, nil, dxd)
 		dwd := make([]float32, len(w))
 		(&convGradWOp{convGeom: geom, cols: op.cols, parts: &convScratch{size: geom.cout * geom.kdim()}}).backward(wgSrc{{data: x, c: l.c}}, dy, nil, dwd)
 

@@ -330,7 +330,7 @@ func BenchmarkConv3x3(b *testing.B) {
 		gx := &convGradXOp{convGeom: geom, cols: op.cols}
 		b.Run(tc.String()+"/im2col-dx", func(b *testing.B) {
 			for b.Loop() {
-				gx.backward(w, dy, nil, dx)
+				gx.backward(w, dy, nil, nil, dx)
 			}
 			report(b)
 		})
