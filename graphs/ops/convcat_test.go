@@ -107,56 +107,9 @@ func TestConv2DConcatMatchesSeparate(t *testing.T) {
 	for _, c := range convCatCases {
 		t.Run(c.String(), func(t *testing.T) {
 			inputs := c.inputs(7)
-			run := func(fused bool) (out []float32, grads [][]float32, ops []string) {
-				g := G.NewGraph()
-				in := bindInputs(g, inputs)
-				y, err := c.build(fused)(g, in)
-				if err != nil {
-					t.Fatal(err)
-				}
-				r := G.NewTensor(g, tensor.Float32, 4, G.WithShape(y.Shape()...), G.WithValue(randTensor(99, y.Shape()...)), G.WithName("R"))
-				cost := G.Must(G.Sum(G.Must(G.HadamardProd(y, r))))
-				if _, err := G.Grad(cost, in...); err != nil {
-					t.Fatal(err)
-				}
-				vm := G.NewTapeMachine(g, G.BindDualValues(in...))
-				defer vm.Close()
-				for range 2 {
-					for _, p := range in {
-						if gv, err := p.Grad(); err == nil && gv != nil {
-							gv.(tensor.Tensor).Zero()
-						}
-					}
-					vm.Reset()
-					if err := vm.RunAll(); err != nil {
-						t.Fatal(err)
-					}
-				}
-				out = append(out, y.Value().Data().([]float32)...)
-				for _, p := range in {
-					gv, err := p.Grad()
-					if err != nil {
-						t.Fatal(err)
-					}
-					grads = append(grads, append([]float32(nil), gv.Data().([]float32)...))
-				}
-				for _, n := range g.AllNodes() {
-					if n.Op() != nil {
-						ops = append(ops, n.Op().String())
-					}
-				}
-				return out, grads, ops
-			}
-			y1, g1, ops1 := run(true)
-			y0, g0, _ := run(false)
-			if !sameBits(y1, y0) {
-				t.Fatal("output differs from the separate ops'")
-			}
-			for i := range g0 {
-				if !sameBits(g1[i], g0[i]) {
-					t.Fatalf("gradient of input %d differs from the separate ops'", i)
-				}
-			}
+			y1, g1, ops1 := runWithGrads(t, inputs, 0, c.build(true))
+			y0, g0, _ := runWithGrads(t, inputs, 0, c.build(false))
+			sameRun(t, "the separate ops'", y1, y0, g1, g0)
 			for _, o := range ops1 {
 				if strings.Contains(o, "Upsample") || strings.Contains(o, "Concat") {
 					t.Errorf("fused graph has op %s", o)

@@ -189,3 +189,64 @@ func TestGradCheckerOnGorgoniaOp(t *testing.T) {
 		},
 	})
 }
+
+// runWithGrads builds y = build(g, inputs) and cost Σ y⊙R (R fixed, random), takes the
+// gradients with respect to in[skip:], runs the machine twice (the second run reusing
+// every buffer, the gradients zeroed in between), and returns y, the gradients and the
+// graph's ops by name, for comparing two ways of building the same layers bit for bit.
+func runWithGrads(t *testing.T, inputs []*tensor.Dense, skip int, build func(*G.ExprGraph, []*G.Node) (*G.Node, error)) (out []float32, grads [][]float32, ops []string) {
+	t.Helper()
+	g := G.NewGraph()
+	in := bindInputs(g, inputs)
+	y, err := build(g, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := G.NewTensor(g, tensor.Float32, 4, G.WithShape(y.Shape()...), G.WithValue(randTensor(99, y.Shape()...)), G.WithName("R"))
+	cost := G.Must(G.Sum(G.Must(G.HadamardProd(y, r))))
+	wrt := in[skip:]
+	if _, err := G.Grad(cost, wrt...); err != nil {
+		t.Fatal(err)
+	}
+	vm := G.NewTapeMachine(g, G.BindDualValues(wrt...), G.WithEngine(Engine{}))
+	defer vm.Close()
+	for range 2 {
+		for _, p := range wrt {
+			if gv, err := p.Grad(); err == nil && gv != nil {
+				gv.(tensor.Tensor).Zero()
+			}
+		}
+		vm.Reset()
+		if err := vm.RunAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out = append(out, y.Value().Data().([]float32)...)
+	for _, p := range wrt {
+		gv, err := p.Grad()
+		if err != nil {
+			t.Fatal(err)
+		}
+		grads = append(grads, append([]float32(nil), gv.Data().([]float32)...))
+	}
+	for _, n := range g.AllNodes() {
+		if n.Op() != nil {
+			ops = append(ops, n.Op().String())
+		}
+	}
+	return out, grads, ops
+}
+
+// sameRun fails t unless the outputs and every gradient of two runWithGrads agree to the
+// bit; what names the reference.
+func sameRun(t *testing.T, what string, y1, y0 []float32, g1, g0 [][]float32) {
+	t.Helper()
+	if !sameBits(y1, y0) {
+		t.Fatalf("output differs from %s", what)
+	}
+	for i := range g0 {
+		if !sameBits(g1[i], g0[i]) {
+			t.Fatalf("gradient of input %d differs from %s", i, what)
+		}
+	}
+}
